@@ -1,0 +1,3 @@
+from knockoff.cli import app
+
+app()

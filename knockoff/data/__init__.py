@@ -1,0 +1,80 @@
+"""Readers that turn datasets, manifests, folders and globs into ImageRecords.
+
+`read_source` takes one spec and picks the reader:
+- a manifest file (.csv/.parquet/.jsonl),
+- a Roboflow YOLO export split (`sneakers/train`) or whole export (`sneakers`),
+- a GroceryStoreDataset split (`grocery-packages/val`, `grocery-packages/iconic`),
+- a plain folder tree, or a glob pattern.
+Relative specs are looked up in the working directory first, then under the data root
+(`KNOCKOFF_DATA`, default `data/raw`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from knockoff.data.folder import read_folder, read_glob
+from knockoff.data.grocery import ICONIC_SPLIT, is_grocery_dataset, read_grocery
+from knockoff.data.manifest import ManifestError, is_manifest, read_manifest
+from knockoff.data.roboflow import is_roboflow_dataset, is_roboflow_split, read_roboflow
+from knockoff.records import ImageRecord
+
+DEFAULT_DATA_ROOT = "data/raw"
+_ROBOFLOW_SPLITS = ("train", "valid", "test")
+
+__all__ = ["ManifestError", "data_root", "read_source", "read_sources", "resolve_spec"]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("KNOCKOFF_DATA", DEFAULT_DATA_ROOT))
+
+
+def resolve_spec(spec: str, root: Path | None = None) -> Path:
+    """Where a spec points: as given if it exists (or is a dataset split), else under root."""
+    given = Path(spec).expanduser()
+    if given.exists() or _is_grocery_split(given):
+        return given
+    under_root = (root or data_root()) / spec
+    if under_root.exists() or _is_grocery_split(under_root):
+        return under_root
+    raise FileNotFoundError(
+        f"{spec!r} is neither a path nor a dataset under the data root {root or data_root()} "
+        "(set KNOCKOFF_DATA to the folder that holds your datasets)"
+    )
+
+
+def read_source(spec: str, root: Path | None = None) -> Iterator[ImageRecord]:
+    if any(char in spec for char in "*?[") and not Path(spec).exists():
+        yield from read_glob(spec)
+        return
+    path = resolve_spec(spec, root)
+    if _is_grocery_split(path):
+        yield from read_grocery(path.parent, path.name)
+    elif is_manifest(path):
+        yield from read_manifest(path)
+    elif path.is_dir() and is_roboflow_split(path):
+        yield from read_roboflow(path.parent, path.name)
+    elif path.is_dir() and is_roboflow_dataset(path):
+        for split in _ROBOFLOW_SPLITS:
+            if (path / split / "images").is_dir():
+                yield from read_roboflow(path, split)
+    elif path.is_dir():
+        yield from read_folder(path)
+    elif path.is_file():
+        yield ImageRecord(path=str(path), listing_id=path.stem, source=path.parent.name)
+    else:
+        raise FileNotFoundError(f"{path} is not a file or folder")
+
+
+def read_sources(specs: Iterable[str], root: Path | None = None) -> Iterator[ImageRecord]:
+    for spec in specs:
+        yield from read_source(spec, root)
+
+
+def _is_grocery_split(path: Path) -> bool:
+    parent = path.parent
+    if not is_grocery_dataset(parent):
+        return False
+    return path.name == ICONIC_SPLIT or (parent / f"{path.name}.txt").is_file()

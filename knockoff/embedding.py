@@ -1,0 +1,111 @@
+"""Embedding with the exported ONNX model (onnxruntime only: the screening path has no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from knockoff.imaging import PREPROCESSING
+
+# ONNX metadata keys written by `knockoff export` and read here.
+META_PREFIX = "knockoff."
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # the timm backbone
+    kind: str  # 'finetuned' or 'pretrained' (frozen backbone, no head)
+    version: str
+    input_size: int
+    embedding_dim: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    preprocessing: str = PREPROCESSING
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            f"{META_PREFIX}{key}": json.dumps(value) if isinstance(value, tuple) else str(value)
+            for key, value in self.__dict__.items()
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], where: str = "model") -> ModelInfo:
+        try:
+            return cls(
+                name=metadata[f"{META_PREFIX}name"],
+                kind=metadata[f"{META_PREFIX}kind"],
+                version=metadata[f"{META_PREFIX}version"],
+                input_size=int(metadata[f"{META_PREFIX}input_size"]),
+                embedding_dim=int(metadata[f"{META_PREFIX}embedding_dim"]),
+                mean=tuple(json.loads(metadata[f"{META_PREFIX}mean"])),
+                std=tuple(json.loads(metadata[f"{META_PREFIX}std"])),
+                preprocessing=metadata.get(f"{META_PREFIX}preprocessing", PREPROCESSING),
+            )
+        except KeyError as missing:
+            raise ValueError(f"{where} is not a Knockoff export: metadata {missing} is missing") from None
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """One intra-op pool as wide as the cores (or `threads`); decode threads run beside it."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class OnnxEmbedder:
+    """uint8 (N, S, S, 3) RGB -> float32 (N, D) L2-normalised embeddings."""
+
+    def __init__(self, path: Path | str, threads: int | None = None, providers: list[str] | None = None) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {path} not found (run `dvc repro` or `knockoff export`)")
+        self.path = path
+        self.session = ort.InferenceSession(
+            str(path), session_options(threads), providers=providers or ["CPUExecutionProvider"]
+        )
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(metadata, where=str(path))
+        self._input_name = self.session.get_inputs()[0].name
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        if images.ndim != 4 or images.shape[1:] != (self.info.input_size, self.info.input_size, 3):
+            raise ValueError(
+                f"expected uint8 images (N, {self.info.input_size}, {self.info.input_size}, 3), "
+                f"got {images.dtype} {images.shape}"
+            )
+        if images.shape[0] == 0:
+            return np.zeros((0, self.info.embedding_dim), dtype=np.float32)
+        return self.session.run(None, {self._input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+
+
+def embed_records(
+    embedder: OnnxEmbedder,
+    records: list,
+    batch_size: int = 32,
+    workers: int = 2,
+    desc: str = "embed",
+) -> tuple[np.ndarray, list, list[tuple[str, str]]]:
+    """Embed every record that decodes: (embeddings, their records, [(path, error)] of the rest)."""
+    from tqdm import tqdm
+
+    from knockoff.batches import decode_batches
+
+    parts, kept, failures = [], [], []
+    with tqdm(total=len(records), desc=desc, unit="img") as progress:
+        for batch in decode_batches(records, embedder.info.input_size, batch_size, workers):
+            parts.append(embedder.embed(batch.images))
+            for record, error in zip(batch.records, batch.errors):
+                if error is None:
+                    kept.append(record)
+                else:
+                    failures.append((record.path, error))
+            progress.update(len(batch.records))
+    embeddings = np.concatenate(parts) if parts else np.zeros((0, embedder.info.embedding_dim), np.float32)
+    return embeddings, kept, failures

@@ -1,0 +1,194 @@
+"""The reference gallery: a FAISS index of reference embeddings plus who each row is.
+
+Saved as a folder:
+- `index.faiss`      the FAISS index (type from an `index_factory` string, inner product),
+- `references.parquet` row -> path, listing_id, product, authenticity, brand, source,
+- `gallery.json`     versions (its own, and the model's it belongs to), index type,
+                     scorer parameters and the calibration fit on the validation split.
+A gallery only answers for embeddings of the model it was built with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from knockoff.embedding import ModelInfo
+from knockoff.records import FAKE, GENUINE, ImageRecord
+from knockoff.scoring import Calibration, ScorerParams
+
+FORMAT = 1
+REFERENCE_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source")
+INDEX_FILE, REFERENCES_FILE, INFO_FILE = "index.faiss", "references.parquet", "gallery.json"
+
+
+class ModelMismatchError(ValueError):
+    """Embeddings of one model searched against a gallery built with another."""
+
+
+@dataclass
+class GalleryInfo:
+    version: str
+    model_version: str
+    model_name: str
+    embedding_dim: int
+    index_factory: str
+    search_parameters: str
+    count: int
+    created: str
+    sources: list[str] = field(default_factory=list)
+    scorer: ScorerParams = field(default_factory=ScorerParams)
+    calibration: Calibration | None = None
+    format: int = FORMAT
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GalleryInfo:
+        values = dict(values)
+        values["scorer"] = ScorerParams(**values["scorer"])
+        if values.get("calibration"):
+            values["calibration"] = Calibration(**values["calibration"])
+        return cls(**values)
+
+
+class Gallery:
+    def __init__(self, index: faiss.Index, references: pa.Table, info: GalleryInfo) -> None:
+        if index.ntotal != references.num_rows:
+            raise ValueError(f"index has {index.ntotal} rows but the reference table {references.num_rows}")
+        self.index = index
+        self.references = references
+        self.info = info
+        authenticity = references.column("authenticity").to_numpy(zero_copy_only=False)
+        self.is_fake = authenticity == FAKE
+        self.is_genuine = authenticity == GENUINE
+        products = references.column("product").to_pylist()
+        self.product_names, self.product_codes = np.unique(
+            np.array([p if p is not None else "" for p in products], dtype=object), return_inverse=True
+        )
+        self._rows = None  # reference rows as dicts, built on first use for evidence
+
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        records: list[ImageRecord],
+        model: ModelInfo,
+        index_factory: str = "Flat",
+        search_parameters: str = "",
+        scorer: ScorerParams | None = None,
+        sources: list[str] | None = None,
+        data_root: Path | None = None,
+    ) -> Gallery:
+        if len(records) != len(embeddings):
+            raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        if embeddings.shape[1] != model.embedding_dim:
+            raise ModelMismatchError(f"embeddings are {embeddings.shape[1]}-d, model {model.version} makes {model.embedding_dim}-d")
+        index = faiss.index_factory(model.embedding_dim, index_factory, faiss.METRIC_INNER_PRODUCT)
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if not index.is_trained:
+            index.train(vectors)
+        index.add(vectors)
+        _apply_search_parameters(index, search_parameters)
+        references = _reference_table(records, data_root)
+        info = GalleryInfo(
+            version="",
+            model_version=model.version,
+            model_name=model.name,
+            embedding_dim=model.embedding_dim,
+            index_factory=index_factory,
+            search_parameters=search_parameters,
+            count=len(records),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            sources=list(sources or []),
+            scorer=scorer or ScorerParams(),
+        )
+        gallery = cls(index, references, info)
+        gallery.refresh_version()
+        return gallery
+
+    def refresh_version(self) -> None:
+        """The version hashes what decides a score: model, index type, references, scorer, calibration."""
+        self.info.version = _content_version(self.info, self.references)
+
+    def check_model(self, model: ModelInfo) -> None:
+        if model.version != self.info.model_version:
+            raise ModelMismatchError(
+                f"gallery {self.info.version} was built with model {self.info.model_version}, "
+                f"not {model.version} ({model.name}); rebuild it with `knockoff index` for this model"
+            )
+
+    def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities, reference rows), each (n, k), most similar first; row -1 = none."""
+        k = max(1, min(k, self.index.ntotal))
+        return self.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), k)
+
+    def reference(self, row: int) -> dict:
+        if self._rows is None:
+            self._rows = self.references.to_pylist()
+        return self._rows[row]
+
+    def save(self, directory: Path) -> None:
+        self.refresh_version()
+        directory.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        pq.write_table(self.references, directory / REFERENCES_FILE)
+        (directory / INFO_FILE).write_text(json.dumps(self.info.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, model: ModelInfo | None = None) -> Gallery:
+        directory = Path(directory)
+        info = read_info(directory)
+        gallery = cls(faiss.read_index(str(directory / INDEX_FILE)), pq.read_table(directory / REFERENCES_FILE), info)
+        _apply_search_parameters(gallery.index, info.search_parameters)
+        if model is not None:
+            gallery.check_model(model)
+        return gallery
+
+
+def read_info(directory: Path) -> GalleryInfo:
+    """A gallery's description (versions, index type, scorer, calibration) without its index."""
+    directory = Path(directory)
+    if not (directory / INFO_FILE).is_file():
+        raise FileNotFoundError(f"no gallery in {directory} (run `dvc repro` or `knockoff index`)")
+    info = GalleryInfo.from_dict(json.loads((directory / INFO_FILE).read_text()))
+    if info.format != FORMAT:
+        raise ValueError(f"{directory}: gallery format {info.format}, this Knockoff reads {FORMAT}")
+    return info
+
+
+def _apply_search_parameters(index: faiss.Index, search_parameters: str) -> None:
+    if search_parameters:  # e.g. "nprobe=16" for IVF, "efSearch=128" for HNSW
+        faiss.ParameterSpace().set_index_parameters(index, search_parameters)
+
+
+def _reference_table(records: list[ImageRecord], data_root: Path | None) -> pa.Table:
+    columns = {name: [getattr(r, name) for r in records] for name in REFERENCE_FIELDS}
+    if data_root is not None:
+        columns["path"] = [portable_path(p, data_root) for p in columns["path"]]
+    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+
+
+def portable_path(path: str, data_root: Path) -> str:
+    """A path under the data root is stored relative to it, so the gallery moves with the data."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(data_root).resolve()))
+    except ValueError:
+        return path
+
+
+def _content_version(info: GalleryInfo, references: pa.Table) -> str:
+    decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created")}
+    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
+    for name in REFERENCE_FIELDS:
+        digest.update(json.dumps(references.column(name).to_pylist()).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,88 @@
+"""Decode a listing photo into the model's input: a (size, size, 3) uint8 RGB array.
+
+This is the single preprocessing path for training, export checks, indexing and screening,
+so the model never sees pixels prepared one way in training and another in production.
+The photo is squashed to a square (every pixel of the listing stays in view; the product is
+not cropped away) with bicubic resampling, after JPEG reduce-on-decode.
+"""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# How pixels reach the model, recorded in every exported model's metadata.
+PREPROCESSING = "RGB, EXIF-upright, squashed to input_size x input_size, bicubic; uint8 NHWC"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 20.0
+# Transparent product shots are usually cut out on white; flatten them the same way.
+_BACKGROUND = (255, 255, 255)
+
+
+class ImageLoadError(Exception):
+    """The image could not be read or decoded; the message says why, for the output row."""
+
+
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://", "file://"))
+
+
+def read_bytes(path: str) -> bytes:
+    """The raw bytes of a local file or an http(s)/file URL, size-limited."""
+    try:
+        if is_url(path):
+            with urllib.request.urlopen(path, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                data = response.read(MAX_DOWNLOAD_BYTES + 1)
+        else:
+            data = Path(path).read_bytes()
+    except OSError as error:  # URLError, FileNotFoundError, PermissionError, timeouts
+        raise ImageLoadError(f"cannot read {path}: {error}") from error
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise ImageLoadError(f"{path} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+    if not data:
+        raise ImageLoadError(f"{path} is empty")
+    return data
+
+
+def decode_rgb(data: bytes, size: int, name: str = "image") -> np.ndarray:
+    """Decode encoded image bytes to a (size, size, 3) uint8 RGB array."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            # Reduce-on-decode: a 640 px JPEG is decoded at 1/2 scale to make a 224 px input.
+            image.draft("RGB", (size, size))
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+            resized = image.resize((size, size), Image.Resampling.BICUBIC)
+            return np.asarray(resized, dtype=np.uint8)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"cannot decode {name}: not an image, or a format Pillow cannot read") from None
+    except Exception as error:  # PIL raises many types for truncated/corrupt/unsupported files
+        raise ImageLoadError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
+
+
+def load_rgb(path: str | Path, size: int) -> np.ndarray:
+    """Read and decode one image file or URL."""
+    return decode_rgb(read_bytes(str(path)), size, name=str(path))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, _BACKGROUND)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit and float scans: scale to 8 bits before the RGB conversion clips them.
+        values = np.asarray(image, dtype=np.float64)
+        top = values.max() or 1.0
+        image = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")

@@ -1,0 +1,80 @@
+"""The one record type every reader produces and every stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+GENUINE = "genuine"
+FAKE = "fake"
+
+# Words that marketplaces, datasets and analysts use for the two authenticity labels.
+_AUTHENTICITY_WORDS = {
+    "genuine": GENUINE,
+    "original": GENUINE,
+    "authentic": GENUINE,
+    "real": GENUINE,
+    "legit": GENUINE,
+    "fake": FAKE,
+    "counterfeit": FAKE,
+    "replica": FAKE,
+    "knockoff": FAKE,
+}
+
+
+def parse_authenticity(value: object) -> str | None:
+    """Map a free-form label ('original', 'Counterfeit', 1/0, True) to 'genuine'/'fake'/None.
+
+    Numbers and booleans follow the screening convention: 1/True = fake.
+    Raises ValueError for a label that is present but not understood, so that a typo in a
+    manifest is an error instead of a silently unlabelled reference.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return FAKE if value else GENUINE
+    if isinstance(value, (int, float)):
+        if value != value:  # NaN from pandas-written files
+            return None
+        if value in (0, 1):
+            return FAKE if value == 1 else GENUINE
+        raise ValueError(f"authenticity label {value!r} is not 0/1")
+    text = str(value).strip().lower()
+    if text in ("", "none", "null", "nan", "unknown"):
+        return None
+    if text in ("0", "1"):
+        return FAKE if text == "1" else GENUINE
+    if text in _AUTHENTICITY_WORDS:
+        return _AUTHENTICITY_WORDS[text]
+    raise ValueError(
+        f"authenticity label {value!r} is not one of {sorted(_AUTHENTICITY_WORDS)} or 0/1"
+    )
+
+
+def is_authenticity_word(text: str) -> bool:
+    return text.strip().lower() in _AUTHENTICITY_WORDS
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image to embed: a listing photo to screen, or a labelled reference.
+
+    `path` is a local path or a URL. `product` is what the photo shows (or claims to show,
+    for a listing); `authenticity` is 'genuine', 'fake' or None when unknown.
+    """
+
+    path: str
+    listing_id: str | None = None
+    product: str | None = None
+    authenticity: str | None = None
+    brand: str | None = None
+    source: str | None = None
+
+    @property
+    def class_name(self) -> str:
+        """The metric-learning class: product x authenticity."""
+        if self.product is None or self.authenticity is None:
+            raise ValueError(f"{self.path}: a training record needs product and authenticity")
+        return f"{self.product} | {self.authenticity}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)

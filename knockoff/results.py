@@ -1,0 +1,102 @@
+"""Screening results: the schema, and writers for Parquet (default), CSV and JSONL.
+
+One row per input image. Evidence columns hold lists of references; CSV stores them as JSON
+text. Rows are written batch by batch (Parquet row groups), so memory stays flat, into a
+temporary file that is renamed into place only when the run completes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REFERENCE = pa.struct([
+    ("row", pa.int64()),
+    ("similarity", pa.float32()),
+    ("path", pa.string()),
+    ("listing_id", pa.string()),
+    ("product", pa.string()),
+    ("authenticity", pa.string()),
+    ("source", pa.string()),
+])
+
+RESULT_SCHEMA = pa.schema([
+    ("listing_id", pa.string()),
+    ("path", pa.string()),
+    ("source", pa.string()),
+    ("score", pa.float32()),  # calibrated p(counterfeit), null on error
+    ("flagged", pa.bool_()),
+    ("threshold", pa.float32()),
+    ("raw_score", pa.float32()),
+    ("product", pa.string()),  # the product the photo matched
+    ("product_similarity", pa.float32()),
+    ("claimed_product", pa.string()),  # the product the listing says it is, if given
+    ("product_mismatch", pa.bool_()),
+    ("label", pa.string()),  # known authenticity, if the input carried one
+    ("neighbors", pa.list_(REFERENCE)),  # the k references that voted
+    ("nearest_genuine", pa.list_(REFERENCE)),
+    ("nearest_fake", pa.list_(REFERENCE)),
+    ("error", pa.string()),
+    ("model_version", pa.string()),
+    ("index_version", pa.string()),
+])
+
+_NESTED = ("neighbors", "nearest_genuine", "nearest_fake")
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def output_format(path: Path) -> str:
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"{path}: output must end in one of {sorted(FORMATS)}") from None
+
+
+class ResultWriter:
+    """Append batches of result rows; `close()` publishes the file, `abort()` discards it."""
+
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self.format = output_format(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(f".{self.path.name}.partial")
+        self.rows = 0
+        schema = RESULT_SCHEMA.with_metadata({f"knockoff.{k}": v for k, v in (metadata or {}).items()})
+        if self.format == "parquet":
+            self._parquet = pq.ParquetWriter(self.partial, schema, compression="zstd")
+        else:
+            self._handle = open(self.partial, "w", newline="", encoding="utf-8")
+            if self.format == "csv":
+                self._csv = csv.DictWriter(self._handle, fieldnames=RESULT_SCHEMA.names)
+                self._csv.writeheader()
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self.format == "parquet":
+            self._parquet.write_table(pa.Table.from_pylist(rows, schema=self._parquet.schema))
+        elif self.format == "csv":
+            for row in rows:
+                self._csv.writerow({k: json.dumps(v) if k in _NESTED and v is not None else v for k, v in row.items()})
+        else:
+            for row in rows:
+                self._handle.write(json.dumps(row) + "\n")
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        self._finish()
+        self.partial.replace(self.path)
+
+    def abort(self) -> None:
+        self._finish()
+        self.partial.unlink(missing_ok=True)
+
+    def _finish(self) -> None:
+        if self.format == "parquet":
+            self._parquet.close()
+        else:
+            self._handle.close()

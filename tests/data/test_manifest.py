@@ -1,0 +1,65 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from knockoff.data.manifest import ManifestError, read_manifest
+from knockoff.records import FAKE, GENUINE
+
+
+ROWS = [
+    {"path": "photos/a.jpg", "listing_id": "L1", "product": "nike jordan 1", "label": "original", "brand": "nike"},
+    {"path": "/abs/b.jpg", "listing_id": "L2", "product": None, "label": "counterfeit", "brand": None},
+    {"path": "c.jpg", "listing_id": 3, "product": "", "label": None, "brand": None},
+]
+
+
+def _write(path, rows):
+    if path.suffix == ".csv":
+        header = list(rows[0])
+        lines = [",".join(header)] + [",".join("" if r[h] is None else str(r[h]) for h in header) for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+    elif path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist([{**r, "listing_id": str(r["listing_id"])} for r in rows]), path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_reads_every_format_alike(tmp_path, suffix):
+    records = list(read_manifest(_write(tmp_path / f"m{suffix}", ROWS)))
+    assert [r.path for r in records] == [str(tmp_path / "photos/a.jpg"), "/abs/b.jpg", str(tmp_path / "c.jpg")]
+    assert [r.authenticity for r in records] == [GENUINE, FAKE, None]
+    assert [r.listing_id for r in records] == ["L1", "L2", "3"]
+    assert records[0].product == "nike jordan 1" and records[2].product is None
+    assert records[0].brand == "nike"
+
+
+def test_urls_are_kept_as_given(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"url": "https://cdn.example.com/x.jpg", "authenticity": 1}) + "\n")
+    (record,) = read_manifest(manifest)
+    assert record.path == "https://cdn.example.com/x.jpg" and record.authenticity == FAKE
+
+
+def test_missing_path_column_is_an_error(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,label\na.jpg,fake\n")
+    with pytest.raises(ManifestError, match="needs a 'path' or 'url' column"):
+        list(read_manifest(manifest))
+
+
+def test_bad_label_names_the_row(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\na.jpg,fake\nb.jpg,probably\n")
+    with pytest.raises(ManifestError, match="row 3"):
+        list(read_manifest(manifest))
+
+
+def test_bad_json_line_names_the_line(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "a.jpg"}\n{oops\n')
+    with pytest.raises(ManifestError, match="line 2"):
+        list(read_manifest(manifest))

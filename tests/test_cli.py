@@ -1,0 +1,39 @@
+import pytest
+from typer.testing import CliRunner
+
+from knockoff.cli import app
+
+runner = CliRunner()
+COMMANDS = ["screen", "show", "prepare", "train", "export", "index", "evaluate"]
+
+
+def test_every_command_is_listed_with_a_summary():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    # pipeline stages read params.yaml; screening is configured by its options alone
+    assert ("--params" in result.output) == (command not in ("screen", "show"))
+
+
+def test_screen_without_a_model_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["screen", str(tmp_path), "--model", str(tmp_path / "missing.onnx")])
+    assert result.exit_code == 1 and "missing.onnx not found" in result.output
+
+
+def test_export_needs_a_checkpoint_or_a_backbone():
+    result = runner.invoke(app, ["export"])
+    assert result.exit_code == 1 and "CHECKPOINT or --backbone" in result.output
+
+
+def test_a_typo_in_params_is_an_error(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("prepare:\n  sourcess: {}\n")
+    result = runner.invoke(app, ["prepare", "--params", str(params), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "unknown keys ['sourcess']" in result.output

@@ -1,0 +1,35 @@
+import shutil
+
+import pyarrow.parquet as pq
+
+from knockoff.prepare import PrepareConfig, prepare, read_prepared
+from tests.helpers import SAMPLE
+
+
+def test_manifests_are_identical_wherever_the_data_lives(tmp_path, monkeypatch):
+    outputs = []
+    for place in ("one", "two"):
+        root = tmp_path / place / "datasets"
+        shutil.copytree(SAMPLE / "sneakers", root / "sneakers")
+        monkeypatch.setenv("KNOCKOFF_DATA", str(root))
+        out = tmp_path / place / "prepared"
+        prepare(PrepareConfig(sources={"valid": "sneakers/valid"}), root, out)
+        outputs.append((out / "valid.parquet").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_broken_images_are_recorded_and_skipped(tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    shutil.copytree(SAMPLE / "sneakers", root / "sneakers")
+    victim = sorted((root / "sneakers" / "valid" / "images").glob("*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:1500])
+    monkeypatch.setenv("KNOCKOFF_DATA", str(root))
+    summary = prepare(PrepareConfig(sources={"valid": "sneakers/valid"}), root, tmp_path / "out")
+    assert summary == {"valid": {"images": 32, "unreadable": 1}}
+    table = pq.read_table(tmp_path / "out" / "valid.parquet").to_pylist()
+    broken = [row for row in table if row["error"]]
+    assert len(broken) == 1 and broken[0]["path"] == "sneakers/valid/images/" + victim.name
+    assert all(len(row["sha1"]) == 40 and row["width"] == 640 for row in table if not row["error"])
+    records, unreadable = read_prepared(tmp_path / "out" / "valid.parquet")
+    assert len(records) == 31 and unreadable == 1
+    assert all(r.path.startswith(str(root)) for r in records)  # resolved under KNOCKOFF_DATA
