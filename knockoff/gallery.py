@@ -68,10 +68,14 @@ class Gallery:
         self.index = index
         self.references = references
         self.info = info
-        authenticity = references.column("authenticity").to_numpy(zero_copy_only=False)
+        self._derive_lookups()
+
+    def _derive_lookups(self) -> None:
+        """Per-row arrays the scorer reads for every search."""
+        authenticity = self.references.column("authenticity").to_numpy(zero_copy_only=False)
         self.is_fake = authenticity == FAKE
         self.is_genuine = authenticity == GENUINE
-        products = references.column("product").to_pylist()
+        products = self.references.column("product").to_pylist()
         self.product_names, self.product_codes = np.unique(
             np.array([p if p is not None else "" for p in products], dtype=object), return_inverse=True
         )
@@ -119,6 +123,21 @@ class Gallery:
     def refresh_version(self) -> None:
         """The version hashes what decides a score: model, index type, references, scorer, calibration."""
         self.info.version = _content_version(self.info, self.references)
+
+    def add(self, embeddings: np.ndarray, records: list[ImageRecord], source: str, data_root: Path | None = None) -> None:
+        """Append references (new genuine photos, newly confirmed fakes); the version changes."""
+        if len(records) != len(embeddings):
+            raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        if len(records) == 0:
+            return
+        if embeddings.shape[1] != self.info.embedding_dim:
+            raise ModelMismatchError(f"embeddings are {embeddings.shape[1]}-d, gallery {self.info.version} holds {self.info.embedding_dim}-d")
+        self.index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self.references = pa.concat_tables([self.references, _reference_table(records, data_root)])
+        self.info.count = self.references.num_rows
+        self.info.sources = [*self.info.sources, source]
+        self._derive_lookups()
+        self.refresh_version()
 
     def check_model(self, model: ModelInfo) -> None:
         if model.version != self.info.model_version:

@@ -153,7 +153,7 @@ def train(config: TrainConfig, out: Path) -> dict:
             progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         progress.close()
 
-        metrics = {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": 0.0}
+        metrics = {"epoch": epoch, "train_loss": float(np.mean(losses))}
         if validation is not None:
             metrics.update(validation.evaluate(model))
         metrics["seconds"] = round(time.time() - started, 1)

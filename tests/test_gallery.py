@@ -88,6 +88,18 @@ def test_version_changes_with_references_and_calibration():
     assert first.info.version != before
 
 
+def test_adding_references_extends_search_lookups_and_version():
+    vectors = clustered(30)
+    gallery = Gallery.build(vectors[:20], _records(20), _info())
+    before = gallery.info.version
+    new = [ImageRecord(f"/new/{i}.jpg", f"N{i}", "brand-new product", FAKE) for i in range(10)]
+    gallery.add(vectors[20:], new, source="confirmed")
+    _, rows = gallery.search(vectors[25:26], 1)
+    assert rows[0, 0] == 25 and gallery.reference(25)["listing_id"] == "N5"
+    assert gallery.is_fake[25] and "brand-new product" in gallery.product_names
+    assert gallery.info.count == 30 and gallery.info.sources[-1] == "confirmed" and gallery.info.version != before
+
+
 def test_reference_paths_under_the_data_root_are_stored_relative(tmp_path):
     records = [ImageRecord(str(tmp_path / "sneakers" / "a.jpg"), authenticity=GENUINE), ImageRecord("/elsewhere/b.jpg", authenticity=FAKE)]
     gallery = Gallery.build(clustered(2), records, _info(), data_root=tmp_path)
