@@ -53,7 +53,7 @@ def _vote_product(
     np.add.at(votes, (np.arange(len(rows))[:, None], codes), weights)
     winner = votes.argmax(axis=1)
     best_similarity = np.where((codes == winner[:, None]) & valid, sims, -np.inf).max(axis=1)
-    names = [gallery.product_names[code] or None if valid[i].any() else None for i, code in enumerate(winner)]
+    names = [(gallery.product_names[code] or None) if valid[i].any() else None for i, code in enumerate(winner)]
     return names, np.where(np.isfinite(best_similarity), best_similarity, np.nan).astype(np.float32)
 
 
