@@ -14,9 +14,8 @@ def test_index_builds_saves_and_calibrates(tiny_onnx, tmp_path, sample_root):
     config = IndexConfig(factory="HNSW8,Flat", references=("sneakers/train",), calibration="sneakers/valid")
     gallery = index(config, tiny_onnx, tmp_path / "g")
     loaded = Gallery.load(tmp_path / "g")
-    # 48 references, then the 32 calibration photos join once calibration is fit
-    assert loaded.info.version == gallery.info.version and loaded.info.count == 80
-    assert loaded.info.sources == ["sneakers/train", "sneakers/valid"]
+    assert loaded.info.version == gallery.info.version and loaded.info.count == 48
+    assert loaded.info.sources == ["sneakers/train"]
     assert loaded.info.index_factory == "HNSW8,Flat"
     assert loaded.references.column("path").to_pylist()[0].startswith("sneakers/train/images/")
     calibration = loaded.info.calibration
@@ -24,9 +23,11 @@ def test_index_builds_saves_and_calibrates(tiny_onnx, tmp_path, sample_root):
     assert 0.0 <= calibration.threshold and calibration.target_precision == 0.95
 
 
-def test_calibration_photos_can_stay_out_of_the_gallery(tiny_onnx, tmp_path, sample_root):
-    config = IndexConfig(references=("sneakers/train",), calibration="sneakers/valid", add_calibration_photos=False)
-    assert index(config, tiny_onnx, tmp_path / "g").info.count == 48
+def test_calibration_photos_can_join_the_gallery_after_calibrating(tiny_onnx, tmp_path, sample_root):
+    config = IndexConfig(references=("sneakers/train",), calibration="sneakers/valid", add_calibration_photos=True)
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    assert gallery.info.count == 48 + 32 and gallery.info.sources == ["sneakers/train", "sneakers/valid"]
+    assert gallery.info.calibration.count == 32  # fit before they joined
 
 
 def test_calibrating_on_references_is_refused(tiny_onnx, tmp_path, sample_root):

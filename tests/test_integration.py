@@ -73,7 +73,7 @@ def test_export_parity(pipeline):
 def test_gallery_belongs_to_the_model_and_is_calibrated(pipeline):
     gallery = pipeline["gallery"]
     assert gallery.info.model_version == pipeline["info"].version
-    assert gallery.info.count == 48 + 32  # train references, then the calibration photos
+    assert gallery.info.count == 48
     calibration = gallery.info.calibration
     assert calibration is not None and calibration.count == 32
 
