@@ -75,6 +75,10 @@ class Gallery:
         authenticity = self.references.column("authenticity").to_numpy(zero_copy_only=False)
         self.is_fake = authenticity == FAKE
         self.is_genuine = authenticity == GENUINE
+        self._side_selectors = {
+            side: faiss.IDSelectorBatch(np.flatnonzero(member).astype(np.int64))
+            for side, member in ((FAKE, self.is_fake), (GENUINE, self.is_genuine))
+        }
         products = self.references.column("product").to_pylist()
         self.product_names, self.product_codes = np.unique(
             np.array([p if p is not None else "" for p in products], dtype=object), return_inverse=True
@@ -151,6 +155,16 @@ class Gallery:
         k = max(1, min(k, self.index.ntotal))
         return self.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), k)
 
+    def search_side(self, embeddings: np.ndarray, k: int, authenticity: str) -> tuple[np.ndarray, np.ndarray]:
+        """Like search, among the genuine references or the known fakes only."""
+        members = int((self.is_fake if authenticity == FAKE else self.is_genuine).sum())
+        if members == 0 or len(embeddings) == 0:
+            return np.zeros((len(embeddings), 0), np.float32), np.zeros((len(embeddings), 0), np.int64)
+        keep_alive: list = []
+        params = _restricted_parameters(self.index, self._side_selectors[authenticity], keep_alive)
+        vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
+        return self.index.search(vectors, min(k, members), params=params)
+
     def reference(self, row: int) -> dict:
         if self._rows is None:
             self._rows = self.references.to_pylist()
@@ -183,6 +197,23 @@ def read_info(directory: Path) -> GalleryInfo:
     if info.format != FORMAT:
         raise ValueError(f"{directory}: gallery format {info.format}, this Knockoff reads {FORMAT}")
     return info
+
+
+def _restricted_parameters(index: faiss.Index, selector: faiss.IDSelector, keep_alive: list) -> faiss.SearchParameters:
+    """Search parameters that restrict a search to `selector`'s rows and keep the index's own
+    search settings (nprobe, efSearch), which a parameters object would otherwise reset."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        params = faiss.SearchParametersPreTransform()
+        params.index_params = _restricted_parameters(index.index, selector, keep_alive)
+    elif isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    elif isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=index.nprobe)
+    else:
+        params = faiss.SearchParameters(sel=selector)
+    keep_alive.append(params)  # the C++ side holds raw pointers to nested parameters
+    return params
 
 
 def _apply_search_parameters(index: faiss.Index, search_parameters: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from knockoff.gallery import Gallery
+from knockoff.records import FAKE, GENUINE
 from knockoff.scoring import knn_log_odds
 
 EVIDENCE_FIELDS = ("row", "similarity", "path", "listing_id", "product", "authenticity", "source")
@@ -29,7 +30,14 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True) 
     similarities, rows = gallery.search(embeddings, params.candidates)
     valid = rows >= 0
     safe_rows = np.where(valid, rows, 0)
-    raw = knn_log_odds(similarities, gallery.is_fake[safe_rows], valid, params)
+    # A side (genuine or fake) missing from the candidates is searched for on its own, so
+    # the score and the evidence always rest on that side's true nearest reference.
+    fake_member = valid & gallery.is_fake[safe_rows]
+    genuine_member = valid & gallery.is_genuine[safe_rows]
+    outside_fake = _search_missing_side(gallery, embeddings, fake_member, FAKE, params.evidence)
+    outside_genuine = _search_missing_side(gallery, embeddings, genuine_member, GENUINE, params.evidence)
+    raw = knn_log_odds(similarities, gallery.is_fake[safe_rows], valid, params,
+                       nearest_fake=outside_fake.nearest, nearest_genuine=outside_genuine.nearest)
     product, product_similarity = _vote_product(gallery, similarities, safe_rows, valid, params.k, params.temperature)
     calibration = gallery.info.calibration
     score = calibration.probability(raw) if calibration else None
@@ -37,9 +45,31 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True) 
     batch = MatchBatch(raw, score, flagged, product, product_similarity, None, None, None)
     if with_evidence:
         batch.neighbors = [_evidence(gallery, s[:params.k], r[:params.k], v[:params.k]) for s, r, v in zip(similarities, rows, valid)]
-        batch.nearest_genuine = _nearest_of(gallery, similarities, rows, valid & gallery.is_genuine[safe_rows], params.evidence)
-        batch.nearest_fake = _nearest_of(gallery, similarities, rows, valid & gallery.is_fake[safe_rows], params.evidence)
+        batch.nearest_genuine = _nearest_of(gallery, similarities, rows, genuine_member, params.evidence, outside_genuine)
+        batch.nearest_fake = _nearest_of(gallery, similarities, rows, fake_member, params.evidence, outside_fake)
     return batch
+
+
+@dataclass
+class _OutsideSearch:
+    """Restricted-search results for the rows whose candidates lack one side."""
+
+    nearest: np.ndarray  # (n,) similarity of the side's closest reference; NaN if not searched
+    found: dict[int, tuple[np.ndarray, np.ndarray]]  # row -> (similarities, reference rows)
+
+
+def _search_missing_side(gallery: Gallery, embeddings: np.ndarray, member: np.ndarray, side: str, count: int) -> _OutsideSearch:
+    missing = np.flatnonzero(~member.any(axis=1))
+    nearest = np.full(len(embeddings), np.nan)
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if len(missing):
+        sims, rows = gallery.search_side(embeddings[missing], count, side)
+        for position, i in enumerate(missing):
+            keep = rows[position] >= 0
+            if keep.any():
+                found[int(i)] = (sims[position][keep], rows[position][keep])
+                nearest[i] = sims[position][keep][0]
+    return _OutsideSearch(nearest, found)
 
 
 def _vote_product(
@@ -65,9 +95,15 @@ def _evidence(gallery: Gallery, sims: np.ndarray, rows: np.ndarray, keep: np.nda
     return found
 
 
-def _nearest_of(gallery: Gallery, sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int) -> list[list[dict]]:
+def _nearest_of(
+    gallery: Gallery, sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int, outside: _OutsideSearch
+) -> list[list[dict]]:
     nearest = []
-    for s, r, m in zip(sims, rows, member):
-        keep = np.flatnonzero(m)[:count]
+    for i, (s, r, m) in enumerate(zip(sims, rows, member)):
+        if i in outside.found:
+            s, r = outside.found[i]
+            keep = np.arange(min(count, len(r)))
+        else:
+            keep = np.flatnonzero(m)[:count]
         nearest.append(_evidence(gallery, s[keep], r[keep], np.ones(len(keep), dtype=bool)))
     return nearest

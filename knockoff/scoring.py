@@ -7,8 +7,8 @@ score is a soft k-NN log-odds over the k most similar references:
 
 At small temperature T it is the margin between the closest known fake and the closest
 genuine reference; at larger T it counts votes. If one side is absent from the top k, its
-closest member among the fetched candidates stands in (or -1, the lowest cosine), so the raw
-score is continuous, with no ties to blur the ranking. Platt scaling fit on the validation
+closest member in the gallery stands in (or -1, the lowest cosine, when the gallery has
+none), so the raw score is continuous, with no ties to blur the ranking. Platt scaling fit on the validation
 split maps it to a probability in [0, 1]; being monotone, it leaves ROC/PR ranking untouched.
 The `flagged` threshold is the calibrated score that flags the most validation fakes while
 keeping precision at or above the target.
@@ -55,20 +55,27 @@ class Calibration:
 
 
 def knn_log_odds(
-    similarities: np.ndarray, neighbor_is_fake: np.ndarray, valid: np.ndarray, params: ScorerParams
+    similarities: np.ndarray,
+    neighbor_is_fake: np.ndarray,
+    valid: np.ndarray,
+    params: ScorerParams,
+    nearest_fake: np.ndarray | None = None,
+    nearest_genuine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Raw counterfeit score per row from (n, candidates) similarities, sorted descending.
 
     `neighbor_is_fake` says which neighbours are known fakes; `valid` masks padding (FAISS
-    returns id -1 when the gallery has fewer references than asked for).
+    returns id -1 when the gallery has fewer references than asked for). `nearest_fake` and
+    `nearest_genuine` give, per row, the similarity of that side's closest reference found
+    outside the candidates (NaN where not searched or none exists).
     """
     sims = np.asarray(similarities, dtype=np.float64)
     fake = np.asarray(neighbor_is_fake, dtype=bool) & valid
     genuine = ~np.asarray(neighbor_is_fake, dtype=bool) & valid
-    return _side_strength(sims, fake, params) - _side_strength(sims, genuine, params)
+    return _side_strength(sims, fake, params, nearest_fake) - _side_strength(sims, genuine, params, nearest_genuine)
 
 
-def _side_strength(sims: np.ndarray, member: np.ndarray, params: ScorerParams) -> np.ndarray:
+def _side_strength(sims: np.ndarray, member: np.ndarray, params: ScorerParams, outside: np.ndarray | None) -> np.ndarray:
     voters = member.copy()
     voters[:, params.k :] = False
     # Rows with no member among the k voters: the closest member among all candidates.
@@ -82,7 +89,9 @@ def _side_strength(sims: np.ndarray, member: np.ndarray, params: ScorerParams) -
     safe_top = np.where(np.isfinite(top), top, 0.0)
     total = np.exp(scaled - safe_top[:, None]).sum(axis=1)
     strength = params.temperature * (safe_top + np.log(np.where(total > 0, total, 1.0)))
-    return np.where(voters.any(axis=1), strength, _FLOOR_SIMILARITY)
+    # ...or, with none among the candidates, the closest member found by a restricted search.
+    fallback = _FLOOR_SIMILARITY if outside is None else np.where(np.isfinite(outside), outside, _FLOOR_SIMILARITY)
+    return np.where(voters.any(axis=1), strength, fallback)
 
 
 def fit_calibration(

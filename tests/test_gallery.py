@@ -58,6 +58,25 @@ def test_ivf_probing_every_list_is_exact():
     assert _recall_at_10(one, vectors, queries) < _recall_at_10(every, vectors, queries) == 1.0
 
 
+@pytest.mark.parametrize("factory, parameters", [("Flat", ""), ("IVF32,Flat", "nprobe=32"), ("HNSW16,Flat", "efSearch=256"), ("PCA16,IVF8,Flat", "nprobe=8")])
+def test_search_side_is_exact_search_among_that_side(factory, parameters):
+    vectors, queries = clustered(2000), clustered(20, seed=1)
+    gallery = Gallery.build(vectors, _records(2000), _info(), factory, parameters)
+    fakes = np.flatnonzero(gallery.is_fake)
+    similarities, rows = gallery.search_side(queries, 5, FAKE)
+    assert gallery.is_fake[rows].all()
+    if not factory.startswith("PCA"):  # PCA changes the geometry; the rows still obey the side
+        exact = fakes[np.argsort(-(queries @ vectors[fakes].T), axis=1)[:, :5]]
+        assert (rows == exact).mean() > 0.95
+
+
+def test_search_side_on_a_gallery_without_that_side():
+    records = [ImageRecord(f"{i}.jpg", authenticity=GENUINE) for i in range(5)]
+    gallery = Gallery.build(clustered(5), records, _info())
+    similarities, rows = gallery.search_side(clustered(2, seed=3), 3, FAKE)
+    assert rows.shape == (2, 0)
+
+
 def test_save_load_round_trip(tmp_path):
     vectors = clustered(100)
     gallery = Gallery.build(vectors, _records(100), _info(), "HNSW8,Flat", "efSearch=32")

@@ -53,6 +53,20 @@ def test_product_similarity_is_the_closest_reference_of_that_product(gallery):
     assert result.product_similarity[0] == pytest.approx(max(float(query @ v) for v in shoe_vectors), abs=1e-5)
 
 
+def test_a_side_missing_from_the_candidates_is_found_by_a_restricted_search():
+    # Many fakes around the query, the only genuine reference far away: with candidates=3 the
+    # genuine one is not fetched, yet it is the evidence and its similarity enters the score.
+    fakes = [unit(1, 0.01 * i, 0) for i in range(6)]
+    genuine = unit(0, 1, 0.2)
+    records = [ImageRecord(f"f{i}.jpg", f"F{i}", "bag", FAKE) for i in range(6)] + [ImageRecord("g.jpg", "G", "bag", GENUINE)]
+    built = Gallery.build(np.stack(fakes + [genuine]), records, INFO, scorer=ScorerParams(k=3, temperature=1e-4, candidates=3, evidence=2))
+    query = unit(1, 0.005, 0)
+    result = match(built, query[None])
+    assert [e["listing_id"] for e in result.nearest_genuine[0]] == ["G"]
+    assert result.nearest_genuine[0][0]["similarity"] == pytest.approx(float(query @ genuine), abs=1e-5)
+    assert result.raw[0] == pytest.approx(float(query @ fakes[0]) - float(query @ genuine), abs=1e-3)
+
+
 def test_without_evidence_only_scores(gallery):
     result = match(gallery, unit(1, 0, 0)[None], with_evidence=False)
     assert result.neighbors is None and result.score is not None
