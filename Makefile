@@ -28,5 +28,5 @@ $(VENV)/.screen-installed: pyproject.toml $(VENV)/.created
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.created
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,serve,dev]'
 	touch $@

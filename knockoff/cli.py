@@ -72,6 +72,132 @@ def show(
 
 
 @app.command()
+def review(
+    results: Annotated[list[Path], typer.Argument(help="Results files from `knockoff screen`, or folders of them.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    image_root: Annotated[Optional[list[Path]], typer.Option(help="Folder photos may be shown from (repeatable; default: the data root and the current folder).")] = None,
+    model: Annotated[Path, typer.Option(help="Model for ad-hoc scoring (POST /api/score); reloaded when it changes.")] = Path("models/knockoff.onnx"),
+    index: Annotated[Path, typer.Option(help="Gallery for ad-hoc scoring; reloaded when it changes.")] = Path("models/gallery"),
+    secure_cookies: Annotated[bool, typer.Option(help="Mark cookies Secure (serve behind HTTPS).")] = False,
+) -> None:
+    """Start the analyst review service on the given screening results.
+
+    Imports the results into the store under KNOCKOFF_HOME (default ./.knockoff; each file
+    once), then serves the queue, item pages and the JSON API. Add users first with
+    `knockoff users add`. Needs the [serve] extra.
+    """
+    import uvicorn
+
+    from knockoff.data import data_root
+    from knockoff_serve.app import create_app
+    from knockoff_serve.runs import import_results, results_files
+    from knockoff_serve.settings import Settings
+    from knockoff_serve.store import closing, connect, initialize
+
+    settings = Settings(model=model, gallery=index, image_roots=tuple(image_root or ()), data_root=data_root(),
+                        secure_cookies=secure_cookies)
+    initialize(settings.database)
+    try:
+        files = results_files(results)
+        with closing(connect(settings.database)) as connection:
+            for path in files:
+                run_id, new = import_results(connection, path)
+                typer.echo(f"{'imported' if new else 'already imported'} {path} as run {run_id}")
+            if connection.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0:
+                typer.echo("no users yet: add one with `knockoff users add NAME --role admin`", err=True)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    typer.echo(f"Knockoff review on http://{host}:{port}  (state in {settings.home})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+users_app = typer.Typer(help="Manage the review service's users (stored under KNOCKOFF_HOME).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="analyst (their own queue) or admin (everyone's decisions).")] = "analyst",
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input instead of prompting.")] = False,
+) -> None:
+    """Add a user; the password is stored as an Argon2id hash."""
+    from knockoff_serve.auth import add_user
+    from knockoff_serve.settings import Settings
+    from knockoff_serve.store import closing, connect, initialize
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = Settings()
+    initialize(settings.database)
+    try:
+        with closing(connect(settings.database)) as connection:
+            add_user(connection, name, role, password)
+    except ValueError as error:
+        _fail(error)
+    typer.echo(f"added {role} {name} ({settings.database})")
+
+
+@users_app.command("token")
+def users_token(name: Annotated[str, typer.Argument(help="The user the token acts as.")]) -> None:
+    """Print a new API token for scripts (send it as `Authorization: Bearer TOKEN`)."""
+    from knockoff_serve.auth import create_api_token
+    from knockoff_serve.settings import Settings
+    from knockoff_serve.store import closing, connect, initialize
+
+    settings = Settings()
+    initialize(settings.database)
+    try:
+        with closing(connect(settings.database)) as connection:
+            typer.echo(create_api_token(connection, name))
+    except ValueError as error:
+        _fail(error)
+
+
+decisions_app = typer.Typer(help="Analysts' decisions (stored under KNOCKOFF_HOME).", no_args_is_help=True)
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("export")
+def decisions_export(
+    out: Annotated[Path, typer.Option(help="Folder of the confirmed dataset (manifest + photos).")] = Path("data/confirmed"),
+) -> None:
+    """Write confirmed counterfeit/genuine decisions to data/confirmed/ for retraining.
+
+    `dvc repro` then trains on them and adds them to the gallery (`prepare` reads
+    data/confirmed/manifest.parquet). Track the new version with `dvc add data/confirmed`.
+    To use them before retraining: `knockoff index add data/confirmed/manifest.parquet`.
+    """
+    from knockoff_serve.confirmed import export_confirmed
+    from knockoff_serve.settings import Settings
+    from knockoff_serve.store import closing, connect
+
+    settings = Settings()
+    if not settings.database.is_file():
+        _fail(FileNotFoundError(f"no review store at {settings.database} (set KNOCKOFF_HOME)"))
+    with closing(connect(settings.database)) as connection:
+        summary = export_confirmed(connection, out)
+    typer.echo(summary.line(out))
+    for path in summary.missing[:10]:
+        typer.echo(f"  unreadable: {path}", err=True)
+    _track_with_dvc(out)
+
+
+def _track_with_dvc(path: Path) -> None:
+    """Version a data folder with DVC when run inside a DVC repository."""
+    import subprocess
+
+    if not Path(".dvc").is_dir():
+        typer.echo(f"not in a DVC repository: version {path} with `dvc add {path}` where it belongs")
+        return
+    result = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(path)], capture_output=True, text=True)
+    if result.returncode == 0:
+        typer.echo(f"tracked with DVC: commit {path}.dvc (and push the data with `dvc push`)")
+    else:
+        typer.echo(f"`dvc add {path}` failed: {result.stderr.strip() or result.stdout.strip()}", err=True)
+
+
+@app.command()
 def prepare(
     params: ParamsOption = DEFAULT_PARAMS,
     out: Annotated[Path, typer.Option(help="Folder for the prepared manifests.")] = Path("data/prepared"),
@@ -136,9 +262,17 @@ def export(
     typer.echo(f"exported {info.kind} {info.name} version {info.version} -> {out} (max |onnx - torch| = {difference:.2e})")
 
 
-@app.command()
+index_app = typer.Typer(
+    help="Build the reference gallery for a model and calibrate its score (DVC stage `index`); `index add` extends it.",
+    invoke_without_command=True,
+)
+app.add_typer(index_app, name="index")
+
+
+@index_app.callback()
 def index(
-    model: Annotated[Path, typer.Argument(help="Exported ONNX model the gallery is for.")] = Path("models/knockoff.onnx"),
+    context: typer.Context,
+    model: Annotated[Path, typer.Option(help="Exported ONNX model the gallery is for.")] = Path("models/knockoff.onnx"),
     out: Annotated[Path, typer.Option("--out", "-o", help="Gallery folder to write.")] = Path("models/gallery"),
     params: ParamsOption = DEFAULT_PARAMS,
     reference: Annotated[Optional[list[str]], typer.Option(help="Reference source (repeatable); replaces params `index.references`.")] = None,
@@ -150,7 +284,10 @@ def index(
     Embeds genuine references and known fakes into a FAISS index (type from an
     index_factory string), saves it with its reference table and the model version, and
     fits the score calibration and flag threshold on a labelled validation split.
+    `knockoff index add` adds references to an existing gallery.
     """
+    if context.invoked_subcommand is not None:
+        return
     from dataclasses import replace
 
     from knockoff.indexing import IndexConfig
@@ -169,21 +306,56 @@ def index(
         typer.echo(json.dumps(gallery.info.calibration.to_dict()))
 
 
+@index_app.command("add")
+def index_add(
+    sources: Annotated[list[str], typer.Argument(help="Labelled manifests (e.g. data/confirmed/manifest.parquet), folders or globs.")],
+    product: Annotated[Optional[str], typer.Option(help="Every photo shows this product (a new brand or product: no retraining needed).")] = None,
+    fake: Annotated[bool, typer.Option("--fake", help="With --product: the photos are known fakes, not genuine references.")] = False,
+    brand: Annotated[Optional[str], typer.Option(help="With --product: the product's brand.")] = None,
+    model: Annotated[Path, typer.Option(help="The model the gallery belongs to.")] = Path("models/knockoff.onnx"),
+    gallery: Annotated[Path, typer.Option("--index", help="Gallery folder to extend (rewritten atomically; a running review service picks it up).")] = Path("models/gallery"),
+) -> None:
+    """Add genuine references or known fakes to a gallery, no retraining needed.
+
+    Confirmed decisions: `knockoff index add data/confirmed/manifest.parquet`. A new product:
+    `knockoff index add --product "acme tote" photos/acme-tote/`. Photos already in the
+    gallery are skipped; the score calibration is kept.
+    """
+    from knockoff.indexing import add_references
+    from knockoff.records import FAKE, GENUINE
+
+    if (fake or brand) and product is None:
+        _fail(ValueError("--fake and --brand describe --product"))
+    try:
+        added = add_references(model, gallery, sources, product, FAKE if fake else GENUINE, brand)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    for path, error in added.unreadable[:10]:
+        typer.echo(f"  unreadable: {path}: {error}", err=True)
+    typer.echo(f"gallery {added.gallery.info.version}: added {added.added} references ({added.already_present} already there, "
+               f"{added.unlabelled} without product/label, {len(added.unreadable)} unreadable); {added.gallery.info.count} in all")
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="Fine-tuned ONNX model.")] = Path("models/knockoff.onnx"),
     baseline: Annotated[Optional[Path], typer.Option(help="Frozen pretrained backbone (ONNX) measured in the same run.")] = Path("models/baseline.onnx"),
     index: Annotated[Path, typer.Option(help="Gallery whose scorer settings to use.")] = Path("models/gallery"),
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and plots/.")] = Path("reports"),
+    previous: Annotated[str, typer.Option(help="The previous model to compare with: a path, 'git:REV' (the --model file at that revision) or 'none'.")] = "git:HEAD",
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Measure the fine-tuned model against the frozen backbone (DVC stage `evaluate`).
 
     Sneakers valid against a train gallery: ROC-AUC, average precision, recall at 95%
     precision, product top-1. Grocery val against iconic (then iconic + train) references:
-    Recall@1. Writes reports/metrics.json and ROC/PR plots.
+    Recall@1. Writes reports/metrics.json and ROC/PR plots. The previous model (by default
+    the one committed at git HEAD) is measured on the same photos; if the new one is worse
+    beyond `evaluate.regression_tolerance`, the command fails (and so the DVC stage).
     """
-    from knockoff.evaluate import EvaluateConfig
+    import tempfile
+
+    from knockoff.evaluate import EvaluateConfig, RegressionError, model_at_revision
     from knockoff.evaluate import evaluate as run_evaluate
     from knockoff.gallery import read_info
     from knockoff.params import load_config
@@ -191,10 +363,18 @@ def evaluate(
     models = {"finetuned": model}
     if baseline is not None:
         models["pretrained"] = baseline
-    try:
-        scorer = read_info(index).scorer
-        results = run_evaluate(models, load_config(EvaluateConfig, "evaluate", params), scorer, out)
-    except (FileNotFoundError, ValueError) as error:
-        _fail(error)
+    with tempfile.TemporaryDirectory() as scratch:
+        previous_model = None
+        if previous.startswith("git:"):
+            previous_model = model_at_revision(model, previous[4:], Path(scratch) / "previous.onnx")
+            if previous_model is None:
+                typer.echo(f"no {model} at {previous[4:]}: nothing to compare with", err=True)
+        elif previous != "none":
+            previous_model = Path(previous)
+        try:
+            scorer = read_info(index).scorer
+            results = run_evaluate(models, load_config(EvaluateConfig, "evaluate", params), scorer, out, previous_model)
+        except (FileNotFoundError, ValueError, RegressionError) as error:
+            _fail(error)
     json.dump(results, sys.stdout, indent=2)
     typer.echo()

@@ -8,11 +8,14 @@ a FAISS gallery, the screening scorer.
   and recall of its `flagged` decision, estimated out-of-sample by 2-fold cross-fitting.
 - grocery packages: queries = val phone photos; gallery = one studio iconic image per
   product, then iconic + train photos: Recall@1 (the nearest reference is the product).
+- the previous model (by default the one committed at git HEAD) is measured on the same
+  photos; if the new model is worse by more than the tolerance, the stage fails.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,9 @@ class EvaluateConfig:
     grocery_train: str | None = None
     grocery_queries: str | None = None
     target_precision: float = 0.95
+    # A retrained model may not fall below the previous one by more than this, on these.
+    regression_tolerance: float = 0.01
+    regression_metrics: tuple[str, ...] = ("roc_auc", "average_precision")
     batch_size: int = 32
     workers: int = 2
 
@@ -117,15 +123,53 @@ def cross_fitted_flagging(raw: np.ndarray, is_fake: np.ndarray, target_precision
     }
 
 
-def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path) -> dict:
-    """Evaluate each named model, write metrics.json and ROC/PR plots under out_dir."""
+class RegressionError(Exception):
+    """The retrained model is worse than the previous one beyond the tolerance."""
+
+
+def model_at_revision(path: Path, revision: str, into: Path) -> Path | None:
+    """The file `path` as committed at a git revision, written to `into`; None if unavailable."""
+    try:
+        blob = subprocess.run(["git", "show", f"{revision}:./{path.as_posix()}"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    into.write_bytes(blob)
+    return into
+
+
+def compare(current: dict, previous: dict, config: EvaluateConfig) -> dict:
+    """Differences on the sneakers metrics, and which fell by more than the tolerance."""
+    difference = {m: current["sneakers"][m] - previous["sneakers"][m] for m in config.regression_metrics}
+    return {
+        "previous_version": previous["model_version"],
+        "current_version": current["model_version"],
+        "difference": difference,
+        "tolerance": config.regression_tolerance,
+        "regressed": [m for m, change in difference.items() if change < -config.regression_tolerance],
+    }
+
+
+def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path,
+             previous: Path | None = None) -> dict:
+    """Evaluate each named model (and the previous one, if given), write metrics.json and
+    ROC/PR plots under out_dir; raise RegressionError after writing if the model regressed."""
     results, curves = {}, {}
     for name, path in models.items():
         results[name], curves[name] = evaluate_model(OnnxEmbedder(path), config, scorer)
+    if previous is not None and "finetuned" in results and "sneakers" in results["finetuned"]:
+        embedder = OnnxEmbedder(previous)
+        same = embedder.info.version == results["finetuned"]["model_version"]
+        results["previous"] = results["finetuned"] if same else evaluate_model(embedder, config, scorer)[0]
+        results["comparison"] = compare(results["finetuned"], results["previous"], config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     if any(curves.values()):
         plot_curves(curves, out_dir / "plots")
+    regressed = results.get("comparison", {}).get("regressed")
+    if regressed:
+        changes = ", ".join(f"{m} {results['comparison']['difference'][m]:+.4f}" for m in regressed)
+        raise RegressionError(f"the new model is worse than {results['previous']['model_version']} on sneakers valid: "
+                              f"{changes} (tolerance {config.regression_tolerance})")
     return results
 
 

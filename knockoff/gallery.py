@@ -1,17 +1,20 @@
 """The reference gallery: a FAISS index of reference embeddings plus who each row is.
 
 Saved as a folder:
-- `index.faiss`      the FAISS index (type from an `index_factory` string, inner product),
-- `references.parquet` row -> path, listing_id, product, authenticity, brand, source,
-- `gallery.json`     versions (its own, and the model's it belongs to), index type,
-                     scorer parameters and the calibration fit on the validation split.
-A gallery only answers for embeddings of the model it was built with.
+- `index-<version>.faiss`        the FAISS index (type from an `index_factory` string, inner product),
+- `references-<version>.parquet` row -> path, listing_id, product, authenticity, brand, source,
+- `gallery.json`                 versions (its own, and the model's it belongs to), index type,
+                                 scorer parameters, calibration, and the two file names.
+Saving writes the new version's files first and switches `gallery.json` to them in one
+atomic rename, so a service reloading the gallery meanwhile reads the old version or the
+new one, never a mix. A gallery only answers for embeddings of the model it was built with.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +28,9 @@ from knockoff.embedding import ModelInfo
 from knockoff.records import FAKE, GENUINE, ImageRecord
 from knockoff.scoring import Calibration, ScorerParams
 
-FORMAT = 1
+FORMAT = 2
 REFERENCE_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source")
-INDEX_FILE, REFERENCES_FILE, INFO_FILE = "index.faiss", "references.parquet", "gallery.json"
+INFO_FILE = "gallery.json"
 
 
 class ModelMismatchError(ValueError):
@@ -47,6 +50,7 @@ class GalleryInfo:
     sources: list[str] = field(default_factory=list)
     scorer: ScorerParams = field(default_factory=ScorerParams)
     calibration: Calibration | None = None
+    files: dict[str, str] = field(default_factory=dict)  # 'index', 'references' -> file names
     format: int = FORMAT
 
     def to_dict(self) -> dict:
@@ -173,15 +177,25 @@ class Gallery:
     def save(self, directory: Path) -> None:
         self.refresh_version()
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(directory / INDEX_FILE))
-        pq.write_table(self.references, directory / REFERENCES_FILE)
-        (directory / INFO_FILE).write_text(json.dumps(self.info.to_dict(), indent=2) + "\n")
+        self.info.files = {"index": f"index-{self.info.version}.faiss", "references": f"references-{self.info.version}.parquet"}
+        faiss.write_index(self.index, str(directory / f".{self.info.files['index']}.tmp"))
+        os.replace(directory / f".{self.info.files['index']}.tmp", directory / self.info.files["index"])
+        pq.write_table(self.references, directory / f".{self.info.files['references']}.tmp")
+        os.replace(directory / f".{self.info.files['references']}.tmp", directory / self.info.files["references"])
+        (directory / f".{INFO_FILE}.tmp").write_text(json.dumps(self.info.to_dict(), indent=2) + "\n")
+        os.replace(directory / f".{INFO_FILE}.tmp", directory / INFO_FILE)
+        for stale in directory.iterdir():  # earlier versions' files
+            if stale.is_file() and stale.name not in (INFO_FILE, *self.info.files.values()) and stale.name.startswith(("index", "references")):
+                stale.unlink()
 
     @classmethod
     def load(cls, directory: Path, model: ModelInfo | None = None) -> Gallery:
         directory = Path(directory)
         info = read_info(directory)
-        gallery = cls(faiss.read_index(str(directory / INDEX_FILE)), pq.read_table(directory / REFERENCES_FILE), info)
+        index = faiss.read_index(str(directory / info.files["index"]))
+        if index.ntotal != info.count:
+            raise ValueError(f"{directory}: index holds {index.ntotal} references, gallery.json says {info.count}")
+        gallery = cls(index, pq.read_table(directory / info.files["references"]), info)
         _apply_search_parameters(gallery.index, info.search_parameters)
         if model is not None:
             gallery.check_model(model)
@@ -237,7 +251,7 @@ def portable_path(path: str, data_root: Path) -> str:
 
 
 def _content_version(info: GalleryInfo, references: pa.Table) -> str:
-    decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created")}
+    decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created", "files")}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name in REFERENCE_FIELDS:
         digest.update(json.dumps(references.column(name).to_pylist()).encode())

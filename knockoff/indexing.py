@@ -8,14 +8,14 @@ target precision there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from knockoff.data import data_root, read_sources
 from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
+from knockoff.gallery import Gallery, portable_path
 from knockoff.matching import match
 from knockoff.records import FAKE, ImageRecord
 from knockoff.scoring import Calibration, ScorerParams, fit_calibration
@@ -76,6 +76,37 @@ def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
             gallery.add(embeddings, kept, source=config.calibration, data_root=data_root())
     gallery.save(out_dir)
     return gallery
+
+
+@dataclass(frozen=True)
+class Added:
+    gallery: Gallery
+    added: int
+    already_present: int
+    unlabelled: int
+    unreadable: list[tuple[str, str]]
+
+
+def add_references(model_path: Path, gallery_dir: Path, sources: list[str], product: str | None = None,
+                   authenticity: str = "genuine", brand: str | None = None, batch_size: int = 32, workers: int = 2) -> Added:
+    """Append references to a built gallery without retraining: confirmed fakes and genuine
+    photos from a labelled manifest, or (with `product`) a folder of one product's photos.
+
+    Photos already in the gallery (same path) are skipped, so re-adding an updated confirmed
+    manifest adds only what is new. The gallery is rewritten atomically.
+    """
+    embedder = OnnxEmbedder(model_path)
+    gallery = Gallery.load(gallery_dir, model=embedder.info)
+    records = list(read_sources(sources))
+    if product is not None:
+        records = [replace(r, product=product, authenticity=authenticity, brand=brand or r.brand) for r in records]
+    labelled_records = [r for r in records if r.product and r.authenticity]
+    present = set(gallery.references.column("path").to_pylist())
+    fresh = [r for r in labelled_records if portable_path(r.path, data_root()) not in present]
+    embeddings, kept, failures = embed_records(embedder, fresh, batch_size, workers, "references")
+    gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
+    gallery.save(gallery_dir)
+    return Added(gallery, len(kept), len(labelled_records) - len(fresh), len(records) - len(labelled_records), failures)
 
 
 def _check_disjoint(gallery: Gallery, photos: list[ImageRecord]) -> None:

@@ -17,7 +17,10 @@ def read_results(path: Path) -> list[dict]:
     kind = output_format(path)
     if kind == "parquet":
         return pq.read_table(path).to_pylist()
-    table = pacsv.read_csv(path) if kind == "csv" else pajson.read_json(path)
+    if kind == "csv":  # CSV has no null: an empty field is one
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    else:
+        table = pajson.read_json(path)
     return table.to_pylist()
 
 

@@ -36,6 +36,7 @@ RESULT_SCHEMA = pa.schema([
     ("product_similarity", pa.float32()),
     ("claimed_product", pa.string()),  # the product the listing says it is, if given
     ("product_mismatch", pa.bool_()),
+    ("brand", pa.string()),  # the listing's brand if given, else the matched product's
     ("label", pa.string()),  # known authenticity, if the input carried one
     ("neighbors", pa.list_(REFERENCE)),  # the k references that voted
     ("nearest_genuine", pa.list_(REFERENCE)),

@@ -65,6 +65,7 @@ def screen(
     if gallery.info.calibration is None:
         raise ValueError(f"gallery {gallery_path} has no calibration; build it with `knockoff index --calibration ...`")
     versions = {"model_version": embedder.info.version, "index_version": gallery.info.version}
+    brands = product_brands(gallery)
     writer = ResultWriter(out, metadata=versions)
     flagged = failed = 0
     try:
@@ -72,7 +73,7 @@ def screen(
         with tqdm(desc="screen", unit="img") as progress:
             for batch in batches:
                 matches = match(gallery, embedder.embed(batch.images))
-                rows = result_rows(batch, matches, gallery, versions)
+                rows = result_rows(batch, matches, gallery, versions, brands)
                 writer.write(rows)
                 flagged += sum(bool(row["flagged"]) for row in rows)
                 failed += sum(row["error"] is not None for row in rows)
@@ -84,7 +85,15 @@ def screen(
     return ScreenSummary(writer.rows, flagged, failed, out, *versions.values())
 
 
-def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, versions: dict[str, str]) -> list[dict]:
+def product_brands(gallery: Gallery) -> dict[str, str]:
+    """Each product's brand, as its references name it."""
+    products = gallery.references.column("product").to_pylist()
+    brands = gallery.references.column("brand").to_pylist()
+    return {product: brand for product, brand in zip(products, brands) if product and brand}
+
+
+def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, versions: dict[str, str],
+                brands: dict[str, str]) -> list[dict]:
     """One output row per record of the batch; decoded records take their match in order."""
     threshold = gallery.info.calibration.threshold
     rows, position = [], 0
@@ -95,6 +104,7 @@ def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, vers
             "path": record.path,
             "source": record.source,
             "claimed_product": record.product,
+            "brand": record.brand,
             "label": record.authenticity,
             "threshold": threshold,
             "error": error,
@@ -110,6 +120,7 @@ def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, vers
                 product=product,
                 product_similarity=float(matches.product_similarity[i]),
                 product_mismatch=_mismatch(record.product, product),
+                brand=record.brand or brands.get(product),
                 neighbors=matches.neighbors[i],
                 nearest_genuine=matches.nearest_genuine[i],
                 nearest_fake=matches.nearest_fake[i],

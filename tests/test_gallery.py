@@ -89,6 +89,34 @@ def test_save_load_round_trip(tmp_path):
     assert json.loads((tmp_path / "g" / "gallery.json").read_text())["model_version"] == "m1"
 
 
+def test_saving_while_loading_never_mixes_versions(tmp_path):
+    import threading
+
+    small = Gallery.build(clustered(10), _records(10), _info())
+    large = Gallery.build(clustered(25), _records(25), _info())
+    small.save(tmp_path / "g")
+    done = threading.Event()
+
+    def keep_saving():
+        for i in range(40):
+            (large if i % 2 else small).save(tmp_path / "g")
+        done.set()
+
+    writer = threading.Thread(target=keep_saving)
+    writer.start()
+    loads = 0
+    while not done.is_set() or loads == 0:
+        try:
+            loaded = Gallery.load(tmp_path / "g")
+        except (FileNotFoundError, RuntimeError):  # an old version's files removed under us: retry
+            continue
+        assert (loaded.info.version, loaded.index.ntotal, loaded.references.num_rows) in {
+            (small.info.version, 10, 10), (large.info.version, 25, 25)}
+        loads += 1
+    writer.join()
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == sorted(["gallery.json", *Gallery.load(tmp_path / "g").info.files.values()])
+
+
 def test_loading_with_another_model_is_a_clear_error(tmp_path):
     Gallery.build(clustered(10), _records(10), _info("m1")).save(tmp_path / "g")
     with pytest.raises(ModelMismatchError, match="built with model m1, not m2"):

@@ -41,3 +41,34 @@ def test_unlabelled_references_are_skipped(tiny_onnx, tmp_path, sample_root, cap
     gallery = index(config, tiny_onnx, tmp_path / "g")
     assert gallery.info.count == 32 and gallery.info.calibration is None
     assert "skipping 1 images without a genuine/fake label" in capsys.readouterr().out
+
+
+def test_a_new_product_needs_only_its_genuine_photos(tiny_onnx, tmp_path, sample_root):
+    from knockoff.indexing import add_references
+    from knockoff.matching import match
+    from tests.helpers import write_image
+
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "g")
+    photos = [write_image(tmp_path / "acme" / f"{i}.png", color=(20, 40 + 30 * i, 200), size=(120, 90)) for i in range(3)]
+    before = Gallery.load(tmp_path / "g")
+    added = add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote", brand="acme")
+    assert (added.added, added.already_present) == (3, 0)
+    after = Gallery.load(tmp_path / "g")
+    assert after.info.count == 51 and after.info.version != before.info.version
+    assert after.info.calibration == before.info.calibration  # the score's scale is kept
+    from knockoff.embedding import OnnxEmbedder
+    from knockoff.imaging import load_rgb
+
+    embedder = OnnxEmbedder(tiny_onnx)
+    result = match(after, embedder.embed(load_rgb(photos[1], 160)[None]))
+    assert result.product == ["acme tote"] and result.nearest_genuine[0][0]["similarity"] > 0.999
+    again = add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote")
+    assert (again.added, again.already_present) == (0, 3)
+
+
+def test_unlabelled_photos_are_not_added(tiny_onnx, tmp_path, sample_root):
+    from knockoff.indexing import add_references
+
+    index(IndexConfig(references=("sneakers/train",)), tiny_onnx, tmp_path / "g")
+    added = add_references(tiny_onnx, tmp_path / "g", [str(SAMPLE / "uploads")])
+    assert (added.added, added.unlabelled) == (0, 1)

@@ -17,9 +17,11 @@ from knockoff.imaging import is_url
 from knockoff.records import ImageRecord, parse_authenticity
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq", ".jsonl", ".ndjson"})
-# Parquet manifests written by `knockoff prepare` store paths relative to the data root.
+# Parquet manifests written by `knockoff prepare` store paths relative to the data root, or
+# (for data kept in the repository, like data/confirmed) relative to the working folder.
 PATH_BASE_KEY = b"knockoff.path_base"
 PATH_BASE_DATA_ROOT = b"data_root"
+PATH_BASE_WORKING_DIR = b"working_dir"
 _LABEL_COLUMNS = ("label", "authenticity")
 
 
@@ -51,6 +53,8 @@ def _path_base(manifest_path: Path) -> Path:
             from knockoff.data import data_root
 
             return data_root()
+        if metadata.get(PATH_BASE_KEY) == PATH_BASE_WORKING_DIR:
+            return Path(".")
     return manifest_path.parent
 
 

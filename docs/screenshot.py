@@ -1,0 +1,57 @@
+"""Regenerate docs/item-page.png and docs/queue-page.png: the review service on the bundled
+sample, screened with the shipped model, in headless Chromium.
+
+    python docs/screenshot.py   (from the repository root, after `make test`)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from knockoff.data import data_root
+from knockoff.screen import screen
+from knockoff_serve.app import create_app
+from knockoff_serve.auth import add_user
+from knockoff_serve.runs import import_results
+from knockoff_serve.server import BackgroundServer
+from knockoff_serve.settings import Settings
+from knockoff_serve.store import closing, connect, initialize
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="knockoff-shots-"))
+    results = work / "sample.parquet"
+    screen(["data/sample/listings.csv"], results)
+    settings = Settings(home=work / "home", data_root=data_root())
+    initialize(settings.database)
+    with closing(connect(settings.database)) as connection:
+        import_results(connection, results)
+        add_user(connection, "alice", "analyst", "screenshot-password")
+    with BackgroundServer(create_app(settings)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.goto(f"{url}/login")
+        page.fill("#name", "alice")
+        page.fill("#password", "screenshot-password")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{url}/queue")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/queue-page.png")
+        page.goto(f"{url}/queue?status=pending&product=nike+air+force")
+        page.click("#start")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/item-page.png", full_page=False)
+        browser.close()
+    shutil.rmtree(work)
+    print("wrote docs/item-page.png and docs/queue-page.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The analyst review service (installed as `knockoff_serve`): `knockoff review RESULTS`."""

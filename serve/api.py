@@ -1,0 +1,198 @@
+"""The JSON API: the review operations for scripts and the pages' JavaScript, plus ad-hoc scoring.
+
+Documented at /api/docs (OpenAPI at /api/openapi.json), behind the same login.
+Authenticate with `Authorization: Bearer <token>` (`knockoff users token NAME`) or a browser
+session plus its X-CSRF-Token header.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
+from pydantic import BaseModel, Field
+
+from knockoff.imaging import ImageLoadError
+from knockoff_serve import decisions as decision_store
+from knockoff_serve import queue as queue_store
+from knockoff_serve.live import ScorerUnavailable
+from knockoff_serve.queue import Viewer
+from knockoff_serve.web import api_viewer, database, settings_of
+
+router = APIRouter(prefix="/api")
+Decision = Literal["counterfeit", "genuine", "unsure"]
+
+
+class DecisionIn(BaseModel):
+    decision: Decision
+    note: str | None = Field(default=None, max_length=decision_store.MAX_NOTE)
+    claim_next: bool = Field(default=False, description="Also lease the next pending item in this queue view and return it.")
+
+
+class BulkDecisionIn(BaseModel):
+    item_ids: list[int] = Field(min_length=1, max_length=5000)
+    decision: Decision
+    note: str | None = Field(default=None, max_length=decision_store.MAX_NOTE)
+
+
+class DecisionOut(BaseModel):
+    decision_id: int
+    item_id: int
+    decision: str | None
+    next_item_id: int | None = None
+
+
+class BulkDecisionOut(BaseModel):
+    decided: list[int]
+    skipped: list[int]
+
+
+class Item(BaseModel):
+    id: int
+    run_id: int
+    listing_id: str | None
+    path: str | None
+    score: float | None
+    flagged: bool | None
+    threshold: float | None
+    product: str | None
+    product_similarity: float | None
+    claimed_product: str | None
+    product_mismatch: bool | None
+    brand: str | None
+    label: str | None
+    error: str | None
+    model_version: str | None
+    index_version: str | None
+    decision: str | None
+    decided_by: int | None
+    decided_at: str | None
+    evidence: dict[str, list[dict]] | None = None
+
+
+class ItemPage(BaseModel):
+    items: list[Item]
+    counts: dict[str, int]
+    older: str | None = Field(description="cursor for the next page (pass as `after`)")
+    newer: str | None = Field(description="cursor for the previous page (pass as `before`)")
+
+
+def _item(row: sqlite3.Row, with_evidence: bool = False) -> Item:
+    values = {key: row[key] for key in Item.model_fields if key != "evidence"}
+    for key in ("flagged", "product_mismatch"):
+        values[key] = None if values[key] is None else bool(values[key])
+    if with_evidence:
+        values["evidence"] = json.loads(row["evidence"] or "{}")
+    return Item(**values)
+
+
+def _visible(db: sqlite3.Connection, item_id: int, viewer: Viewer) -> sqlite3.Row:
+    row = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+    if row is None or not (viewer.is_admin or row["decided_by"] in (None, viewer.id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue")
+    return row
+
+
+@router.get("/health", tags=["service"])
+def health(request: Request) -> dict:
+    """Liveness, and the model and gallery versions uploads are scored with. No login needed."""
+    scorer = request.app.state.scorer
+    try:
+        versions = scorer.snapshot().versions
+    except ScorerUnavailable:
+        versions = {}
+    return {"status": "ok", **versions, "scorer_error": scorer.last_error}
+
+
+@router.get("/items", response_model=ItemPage, tags=["queue"])
+def list_items(
+    status_: str = Query("all", alias="status"), product: str | None = None, brand: str | None = None,
+    min_score: float | None = None, max_score: float | None = None, run: int | None = None,
+    decided_by: int | None = None, after: str | None = None, before: str | None = None,
+    limit: int = Query(50, ge=1, le=500), viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database),
+) -> ItemPage:
+    """The review queue: flagged first, by score; keyset-paginated with `after`/`before` cursors."""
+    try:
+        queue_filter = queue_store.QueueFilter(status_, product, brand, min_score, max_score, run, decided_by)
+        page = queue_store.page(db, queue_filter, viewer, queue_store.Cursor.parse(after), queue_store.Cursor.parse(before), limit)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    return ItemPage(items=[_item(r) for r in page.items], counts=queue_store.counts(db, queue_filter, viewer),
+                    older=str(page.older) if page.older else None, newer=str(page.newer) if page.newer else None)
+
+
+@router.get("/items/{item_id}", response_model=Item, tags=["queue"])
+def get_item(item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> Item:
+    """One listing with its evidence: the k references that voted, nearest genuine, nearest fakes."""
+    return _item(_visible(db, item_id, viewer), with_evidence=True)
+
+
+@router.post("/items/{item_id}/lease", tags=["decisions"])
+def lease(request: Request, item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> dict:
+    """Reserve a pending listing for a few minutes (409 if another analyst holds it)."""
+    _visible(db, item_id, viewer)
+    seconds = settings_of(request).lease_seconds
+    holder = decision_store.acquire_lease(db, item_id, viewer, seconds)
+    if holder:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{holder} is reviewing this listing")
+    return {"item_id": item_id, "seconds": seconds}
+
+
+@router.post("/items/{item_id}/decision", response_model=DecisionOut, tags=["decisions"])
+def decide(request: Request, item_id: int, body: DecisionIn, viewer: Viewer = Depends(api_viewer),
+           db: sqlite3.Connection = Depends(database)) -> DecisionOut:
+    """Record counterfeit / genuine / unsure (with an optional note) in the audit trail."""
+    item = _visible(db, item_id, viewer)
+    try:
+        decided = decision_store.decide(db, item_id, viewer, body.decision, body.note)
+    except decision_store.LeaseHeld as held:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(held)) from None
+    except decision_store.NotAllowed as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+    following = None
+    if body.claim_next:
+        queue_filter = queue_store.QueueFilter.from_query(dict(request.query_params))
+        claimed = decision_store.claim_next(db, queue_filter, viewer, item, settings_of(request).lease_seconds)
+        following = claimed["id"] if claimed else None
+    return DecisionOut(decision_id=decided.decision_id, item_id=item_id, decision=decided.decision, next_item_id=following)
+
+
+@router.post("/decisions/bulk", response_model=BulkDecisionOut, tags=["decisions"])
+def bulk(body: BulkDecisionIn, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> BulkDecisionOut:
+    """Decide many listings at once; ones another analyst is reviewing are skipped."""
+    decided, skipped = decision_store.bulk_decide(db, body.item_ids, viewer, body.decision, body.note)
+    return BulkDecisionOut(decided=decided, skipped=skipped)
+
+
+@router.post("/undo", response_model=DecisionOut | None, tags=["decisions"])
+def undo(viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> DecisionOut | None:
+    """Revert your most recent decision that is still in force (null when there is none)."""
+    undone = decision_store.undo_last(db, viewer)
+    return DecisionOut(decision_id=undone.decision_id, item_id=undone.item_id, decision=undone.decision) if undone else None
+
+
+@router.get("/decisions", tags=["decisions"])
+def audit(item_id: int | None = None, limit: int = Query(200, ge=1, le=5000), viewer: Viewer = Depends(api_viewer),
+          db: sqlite3.Connection = Depends(database)) -> list[dict]:
+    """The audit trail, newest first: everyone's for admins, your own for analysts."""
+    return [dict(row) for row in decision_store.history(db, viewer, item_id, limit)]
+
+
+@router.post("/score", tags=["scoring"])
+async def score(request: Request, image: UploadFile = File(..., description="One listing photo"),
+                viewer: Viewer = Depends(api_viewer)) -> dict:
+    """Score one uploaded photo with the current model and gallery: score, flag, matched
+    product and evidence. Larger than the upload limit: 413."""
+    limit = settings_of(request).max_upload_bytes
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"images up to {limit} bytes")
+    try:
+        snapshot = request.app.state.scorer.snapshot()
+        return snapshot.score(data, name=image.filename or "upload")
+    except ImageLoadError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    except ScorerUnavailable as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model available: {error}") from None

@@ -1,0 +1,120 @@
+"""Users, passwords, sessions, CSRF and API tokens.
+
+Passwords are hashed with Argon2id. A session is a random token in an HttpOnly, SameSite
+cookie; the database keeps only its SHA-256, so a copy of the database grants no access.
+Each session carries its own CSRF token, required on every state-changing request made with
+the cookie. Scripts use API tokens (Authorization: Bearer), which need no CSRF token because
+browsers never send them on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from knockoff_serve.queue import Viewer
+from knockoff_serve.store import write
+
+ROLES = ("analyst", "admin")
+SESSION_COOKIE = "knockoff_session"
+LOGIN_CSRF_COOKIE = "knockoff_login_csrf"
+MIN_PASSWORD_LENGTH = 8
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of a login with an unknown name like a wrong password.
+_DUMMY_HASH = _hasher.hash("knockoff-timing-equaliser")
+
+
+@dataclass(frozen=True)
+class Session:
+    viewer: Viewer
+    csrf_token: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_user(connection: sqlite3.Connection, name: str, role: str, password: str) -> int:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    if not name.strip() or name != name.strip():
+        raise ValueError("a user name must be non-empty without surrounding spaces")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    with write(connection):
+        if connection.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            raise ValueError(f"user {name!r} already exists")
+        return connection.execute(
+            "INSERT INTO users (name, role, password_hash) VALUES (?, ?, ?)", (name, role, _hasher.hash(password))
+        ).lastrowid
+
+
+def authenticate(connection: sqlite3.Connection, name: str, password: str) -> Viewer | None:
+    row = connection.execute("SELECT * FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
+    try:
+        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return Viewer(row["id"], row["name"], row["role"]) if row else None
+
+
+def start_session(connection: sqlite3.Connection, viewer: Viewer, hours: float) -> tuple[str, str]:
+    """(session token for the cookie, CSRF token for the pages)."""
+    token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with write(connection):
+        connection.execute("DELETE FROM sessions WHERE expires_at < ?", (time.time(),))
+        connection.execute(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) VALUES (?, ?, ?, ?)",
+            (_digest(token), viewer.id, csrf_token, time.time() + hours * 3600),
+        )
+    return token, csrf_token
+
+
+def session_for(connection: sqlite3.Connection, token: str | None) -> Session | None:
+    if not token:
+        return None
+    row = connection.execute(
+        """SELECT u.id, u.name, u.role, s.csrf_token FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = ? AND s.expires_at > ? AND u.active = 1""",
+        (_digest(token), time.time()),
+    ).fetchone()
+    return Session(Viewer(row["id"], row["name"], row["role"]), row["csrf_token"]) if row else None
+
+
+def end_session(connection: sqlite3.Connection, token: str | None) -> None:
+    if token:
+        with write(connection):
+            connection.execute("DELETE FROM sessions WHERE token_hash = ?", (_digest(token),))
+
+
+def create_api_token(connection: sqlite3.Connection, name: str) -> str:
+    row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ValueError(f"no user {name!r}")
+    token = "ko_" + secrets.token_urlsafe(32)
+    with write(connection):
+        connection.execute("INSERT INTO api_tokens (token_hash, user_id) VALUES (?, ?)", (_digest(token), row["id"]))
+    return token
+
+
+def viewer_for_api_token(connection: sqlite3.Connection, token: str) -> Viewer | None:
+    row = connection.execute(
+        "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND u.active = 1",
+        (_digest(token),),
+    ).fetchone()
+    return Viewer(row["id"], row["name"], row["role"]) if row else None
+
+
+def same_token(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(expected, given)
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,184 @@
+"""Decisions with a full audit trail, leases, undo, bulk decisions, export of confirmed labels.
+
+Every change is one row in `decisions` (who, when, which model and gallery produced the
+score, what the decision was before), written in the same transaction that updates the item;
+undo is a new row, never a deletion. A lease reserves a pending item for one analyst for a
+few minutes, so two analysts never review the same listing at the same moment.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from knockoff_serve.queue import QueueFilter, Viewer, first_pending, neighbour
+from knockoff_serve.store import write
+
+DECISIONS = ("counterfeit", "genuine", "unsure")
+MAX_NOTE = 2000
+
+
+class LeaseHeld(Exception):
+    """Another analyst is reviewing this item right now."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"{holder} is reviewing this listing")
+        self.holder = holder
+
+
+class NotAllowed(Exception):
+    """The viewer may not change this item."""
+
+
+@dataclass(frozen=True)
+class Decided:
+    decision_id: int
+    item_id: int
+    decision: str | None
+
+
+def lease_holder(connection: sqlite3.Connection, item_id: int, viewer: Viewer) -> str | None:
+    """The name of another analyst holding a live lease on the item, if any."""
+    row = connection.execute(
+        "SELECT u.name FROM leases l JOIN users u ON u.id = l.user_id "
+        "WHERE l.item_id = ? AND l.user_id != ? AND l.expires_at > ?",
+        (item_id, viewer.id, time.time()),
+    ).fetchone()
+    return row["name"] if row else None
+
+
+def acquire_lease(connection: sqlite3.Connection, item_id: int, viewer: Viewer, seconds: float) -> str | None:
+    """Take or renew the lease on a pending item; returns the holder's name if someone else has it."""
+    with write(connection):
+        return _acquire(connection, item_id, viewer, seconds)
+
+
+def _acquire(connection: sqlite3.Connection, item_id: int, viewer: Viewer, seconds: float) -> str | None:
+    holder = lease_holder(connection, item_id, viewer)
+    if holder is None:
+        connection.execute(
+            "INSERT INTO leases (item_id, user_id, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (item_id) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
+            (item_id, viewer.id, time.time() + seconds),
+        )
+    return holder
+
+
+def claim_next(connection: sqlite3.Connection, queue_filter: QueueFilter, viewer: Viewer, after: sqlite3.Row | None,
+               seconds: float) -> sqlite3.Row | None:
+    """The next pending item in queue order that nobody else holds, leased to the viewer.
+
+    Choosing and leasing happen in one write transaction, so two analysts asking at the same
+    moment get different items.
+    """
+    with write(connection):
+        candidate = neighbour(connection, queue_filter, viewer, after, "next", pending_only=True) if after is not None \
+            else first_pending(connection, queue_filter, viewer)
+        if candidate is not None:
+            _acquire(connection, candidate["id"], viewer, seconds)
+        return candidate
+
+
+def decide(connection: sqlite3.Connection, item_id: int, viewer: Viewer, decision: str, note: str | None = None) -> Decided:
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}")
+    note = (note or "").strip()[:MAX_NOTE] or None
+    with write(connection):
+        item = _changeable_item(connection, item_id, viewer)
+        decision_id = _record(connection, item, viewer, "decide", decision, note, undoes=None)
+        connection.execute("DELETE FROM leases WHERE item_id = ?", (item_id,))
+    return Decided(decision_id, item_id, decision)
+
+
+def bulk_decide(connection: sqlite3.Connection, item_ids: list[int], viewer: Viewer, decision: str,
+                note: str | None = None) -> tuple[list[int], list[int]]:
+    """Decide many items in one transaction: (decided ids, skipped ids: leased by others or not allowed)."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}")
+    decided, skipped = [], []
+    with write(connection):
+        for item_id in dict.fromkeys(item_ids):
+            try:
+                item = _changeable_item(connection, item_id, viewer)
+            except (LeaseHeld, NotAllowed, LookupError):
+                skipped.append(item_id)
+                continue
+            _record(connection, item, viewer, "decide", decision, note, undoes=None)
+            connection.execute("DELETE FROM leases WHERE item_id = ?", (item_id,))
+            decided.append(item_id)
+    return decided, skipped
+
+
+def undo_last(connection: sqlite3.Connection, viewer: Viewer) -> Decided | None:
+    """Revert the viewer's most recent decision that is still in force; None if there is none."""
+    with write(connection):
+        last = connection.execute(
+            """SELECT d.* FROM decisions d JOIN items i ON i.id = d.item_id
+               WHERE d.user_id = ? AND d.action = 'decide'
+                 AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)
+                 AND d.id = (SELECT MAX(id) FROM decisions WHERE item_id = d.item_id)
+               ORDER BY d.id DESC LIMIT 1""",
+            (viewer.id,),
+        ).fetchone()
+        if last is None:
+            return None
+        item = connection.execute("SELECT * FROM items WHERE id = ?", (last["item_id"],)).fetchone()
+        restored = {"decision": last["previous_decision"], "decided_by": last["previous_decided_by"],
+                    "decided_at": last["previous_decided_at"]}
+        decision_id = _record(connection, item, viewer, "undo", None, None, undoes=last["id"], restored=restored)
+    return Decided(decision_id, last["item_id"], restored["decision"])
+
+
+def history(connection: sqlite3.Connection, viewer: Viewer, item_id: int | None = None, limit: int = 200) -> list[sqlite3.Row]:
+    """Audit rows, newest first: everyone's for admins, the viewer's own for analysts."""
+    clauses, params = [], []
+    if item_id is not None:
+        clauses.append("d.item_id = ?")
+        params.append(item_id)
+    if not viewer.is_admin:
+        clauses.append("d.user_id = ?")
+        params.append(viewer.id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return connection.execute(
+        f"""SELECT d.*, u.name AS user_name, i.listing_id FROM decisions d
+            JOIN users u ON u.id = d.user_id JOIN items i ON i.id = d.item_id
+            {where} ORDER BY d.id DESC LIMIT ?""",
+        (*params, limit),
+    ).fetchall()
+
+
+def _changeable_item(connection: sqlite3.Connection, item_id: int, viewer: Viewer) -> sqlite3.Row:
+    item = connection.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+    if item is None:
+        raise LookupError(f"no item {item_id}")
+    if item["error"] is not None:
+        raise NotAllowed("this listing failed to screen; there is nothing to decide")
+    if item["decided_by"] is not None and item["decided_by"] != viewer.id and not viewer.is_admin:
+        raise NotAllowed("another analyst decided this listing; ask an admin to change it")
+    holder = lease_holder(connection, item_id, viewer)
+    if holder is not None:
+        raise LeaseHeld(holder)
+    return item
+
+
+def _record(connection: sqlite3.Connection, item: sqlite3.Row, viewer: Viewer, action: str, decision: str | None,
+            note: str | None, undoes: int | None, restored: dict | None = None) -> int:
+    decision_id = connection.execute(
+        """INSERT INTO decisions (item_id, user_id, action, decision, note, previous_decision, previous_decided_by,
+                                  previous_decided_at, undoes, model_version, index_version)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (item["id"], viewer.id, action, decision if restored is None else restored["decision"], note,
+         item["decision"], item["decided_by"], item["decided_at"], undoes, item["model_version"], item["index_version"]),
+    ).lastrowid
+    if restored is None:
+        connection.execute(
+            "UPDATE items SET decision = ?, decided_by = ?, decided_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+            (decision, viewer.id, item["id"]),
+        )
+    else:
+        connection.execute(
+            "UPDATE items SET decision = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+            (restored["decision"], restored["decided_by"], restored["decided_at"], item["id"]),
+        )
+    return decision_id

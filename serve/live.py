@@ -1,0 +1,98 @@
+"""The model and gallery the service scores uploads with, swapped without a restart.
+
+The service checks the files' fingerprints every few seconds. A new model or gallery is
+loaded beside the one in use and swapped in only as a pair that belongs together (the
+gallery was built for that model); until then the old pair keeps scoring. A request takes
+one snapshot and scores with it alone, so a score never mixes versions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from knockoff.embedding import OnnxEmbedder
+from knockoff.gallery import Gallery, ModelMismatchError
+from knockoff.imaging import decode_rgb
+from knockoff.matching import match
+
+
+class ScorerUnavailable(Exception):
+    """No consistent model + gallery pair could be loaded."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    embedder: OnnxEmbedder
+    gallery: Gallery
+    fingerprint: tuple
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
+
+    def score(self, image_bytes: bytes, name: str = "upload") -> dict:
+        pixels = decode_rgb(image_bytes, self.embedder.info.input_size, name=name)
+        result = match(self.gallery, self.embedder.embed(pixels[None]))
+        calibration = self.gallery.info.calibration
+        return {
+            "score": float(result.score[0]) if result.score is not None else None,
+            "flagged": bool(result.flagged[0]) if result.flagged is not None else None,
+            "threshold": calibration.threshold if calibration else None,
+            "raw_score": float(result.raw[0]),
+            "product": result.product[0],
+            "product_similarity": float(np.nan_to_num(result.product_similarity[0])),
+            "neighbors": result.neighbors[0],
+            "nearest_genuine": result.nearest_genuine[0],
+            "nearest_fake": result.nearest_fake[0],
+            **self.versions,
+        }
+
+
+class LiveScorer:
+    def __init__(self, model_path: Path, gallery_path: Path, check_every_s: float = 2.0, threads: int = 1) -> None:
+        self.model_path = Path(model_path)
+        self.gallery_path = Path(gallery_path)
+        self.check_every_s = check_every_s
+        self.threads = threads
+        self._snapshot: Snapshot | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        if now - self._checked_at >= self.check_every_s or self._snapshot is None:
+            with self._lock:
+                if now - self._checked_at >= self.check_every_s or self._snapshot is None:
+                    self._checked_at = now
+                    self._refresh()
+        if self._snapshot is None:
+            raise ScorerUnavailable(self.last_error or "no model loaded")
+        return self._snapshot
+
+    def _fingerprint(self) -> tuple:
+        parts = []
+        for path in (self.model_path, self.gallery_path / "gallery.json"):
+            stat = path.stat()
+            parts.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(parts)
+
+    def _refresh(self) -> None:
+        try:
+            fingerprint = self._fingerprint()
+            if self._snapshot is not None and fingerprint == self._snapshot.fingerprint:
+                return
+            embedder = OnnxEmbedder(self.model_path, threads=self.threads)
+            gallery = Gallery.load(self.gallery_path, model=embedder.info)
+        except (OSError, ValueError, ModelMismatchError, RuntimeError) as error:
+            # A half-written gallery, or a new model whose gallery is not built yet: keep the
+            # pair in use and try again at the next check.
+            self.last_error = f"{type(error).__name__}: {error}"
+            return
+        self._snapshot = Snapshot(embedder, gallery, fingerprint)
+        self.last_error = None

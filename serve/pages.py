@@ -1,0 +1,211 @@
+"""Server-rendered pages: login, queue, item review, decision log; and the image endpoints."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from knockoff_serve import decisions as decision_store
+from knockoff_serve import queue as queue_store
+from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session,
+                                 new_login_csrf, same_token, start_session)
+from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
+from knockoff_serve.web import check_form_csrf, database, page_session, safe_next, settings_of
+
+router = APIRouter(include_in_schema=False)
+EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors")
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    response = request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/queue", failed: bool = False) -> HTMLResponse:
+    token = new_login_csrf()
+    response = render(request, "login.html", status_code=401 if failed else 200, next=safe_next(next), csrf_token=token, failed=failed)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=settings_of(request).secure_cookies)
+    return response
+
+
+@router.post("/login")
+def login(request: Request, name: str = Form(...), password: str = Form(...), csrf_token: str = Form(""),
+          next: str = Form("/queue"), db: sqlite3.Connection = Depends(database)) -> Response:
+    if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "login form expired; reload the page")
+    viewer = authenticate(db, name, password)
+    if viewer is None:
+        return RedirectResponse(f"/login?failed=1&next={safe_next(next)}", status.HTTP_303_SEE_OTHER)
+    settings = settings_of(request)
+    token, _ = start_session(db, viewer, settings.session_hours)
+    response = RedirectResponse(safe_next(next), status.HTTP_303_SEE_OTHER)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
+                        max_age=int(settings.session_hours * 3600))
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: str = Form(""), session: Session = Depends(page_session),
+           db: sqlite3.Connection = Depends(database)) -> Response:
+    check_form_csrf(session, csrf_token)
+    end_session(db, request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def home(session: Session = Depends(page_session)) -> Response:
+    return RedirectResponse("/queue", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/queue")
+def queue_page(request: Request, after: str | None = None, before: str | None = None, message: str | None = None,
+               session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    queue_filter = _filter(request)
+    settings = settings_of(request)
+    page = queue_store.page(db, queue_filter, session.viewer, queue_store.Cursor.parse(after),
+                            queue_store.Cursor.parse(before), settings.page_size)
+    return render(
+        request, "queue.html", session=session, filter=queue_filter, page=page, message=message,
+        counts=queue_store.counts(db, queue_filter, session.viewer),
+        products=queue_store.distinct_values(db, "product"), brands=queue_store.distinct_values(db, "brand"),
+        runs=db.execute("SELECT id, name, rows, imported_at FROM runs ORDER BY id").fetchall(),
+        analysts=db.execute("SELECT id, name FROM users ORDER BY name").fetchall() if session.viewer.is_admin else [],
+        users=_user_names(db),
+    )
+
+
+@router.post("/queue/decide")
+async def bulk_decide(request: Request, session: Session = Depends(page_session),
+                      db: sqlite3.Connection = Depends(database)) -> Response:
+    form = await request.form()
+    check_form_csrf(session, form.get("csrf_token"))
+    item_ids = [int(value) for value in form.getlist("item")]
+    decided, skipped = decision_store.bulk_decide(db, item_ids, session.viewer, str(form.get("decision")), form.get("note"))
+    message = f"{len(decided)} decided as {form.get('decision')}" + (f", {len(skipped)} skipped (reviewed by someone else)" if skipped else "")
+    return RedirectResponse(f"/queue?{_filter(request, form).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/items/next")
+def next_item(request: Request, after: int | None = None, session: Session = Depends(page_session),
+              db: sqlite3.Connection = Depends(database)) -> Response:
+    queue_filter = _filter(request)
+    current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
+    item = decision_store.claim_next(db, queue_filter, session.viewer, current, settings_of(request).lease_seconds)
+    if item is None:
+        return RedirectResponse(f"/queue?{queue_filter.query_string(message='No pending listings left in this view.')}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/items/{item['id']}?{queue_filter.query_string()}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/items/{item_id}")
+def item_page(request: Request, item_id: int, session: Session = Depends(page_session),
+              db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    item = _visible_item(db, item_id, session)
+    queue_filter = _filter(request)
+    holder = decision_store.lease_holder(db, item_id, session.viewer)
+    prefetch = request.headers.get("sec-purpose", "").startswith("prefetch") or request.headers.get("purpose") == "prefetch"
+    if item["decision"] is None and item["error"] is None and holder is None and not prefetch:
+        holder = decision_store.acquire_lease(db, item_id, session.viewer, settings_of(request).lease_seconds)
+    upcoming = queue_store.neighbour(db, queue_filter, session.viewer, item, "next", pending_only=True)
+    previous = queue_store.neighbour(db, queue_filter, session.viewer, item, "previous")
+    following = queue_store.neighbour(db, queue_filter, session.viewer, item, "next")
+    return render(
+        request, "item.html", session=session, item=item, evidence=_evidence(item), holder=holder,
+        filter=queue_filter, upcoming=upcoming, previous=previous, following=following,
+        upcoming_evidence=_evidence(upcoming) if upcoming else {}, users=_user_names(db),
+        run=db.execute("SELECT * FROM runs WHERE id = ?", (item["run_id"],)).fetchone(),
+        history=decision_store.history(db, session.viewer, item_id=item_id, limit=20),
+    )
+
+
+@router.post("/items/{item_id}/decision")
+def decide_form(request: Request, item_id: int, decision: str = Form(...), note: str = Form(""),
+                csrf_token: str = Form(""), session: Session = Depends(page_session),
+                db: sqlite3.Connection = Depends(database)) -> Response:
+    """The no-JavaScript path; the page's keyboard shortcuts use the JSON API."""
+    check_form_csrf(session, csrf_token)
+    try:
+        decision_store.decide(db, item_id, session.viewer, decision, note)
+    except decision_store.LeaseHeld as held:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(held)) from None
+    except decision_store.NotAllowed as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+    return RedirectResponse(f"/items/next?{_filter(request).query_string(after=item_id)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/undo")
+def undo_form(request: Request, csrf_token: str = Form(""), session: Session = Depends(page_session),
+              db: sqlite3.Connection = Depends(database)) -> Response:
+    check_form_csrf(session, csrf_token)
+    undone = decision_store.undo_last(db, session.viewer)
+    target = f"/items/{undone.item_id}?{_filter(request).query_string()}" if undone else "/queue?message=Nothing+to+undo."
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/decisions")
+def decisions_page(request: Request, session: Session = Depends(page_session),
+                   db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    return render(request, "decisions.html", session=session, rows=decision_store.history(db, session.viewer, limit=500))
+
+
+@router.get("/images/items/{item_id}")
+def listing_image(request: Request, item_id: int, full: bool = False, session: Session = Depends(page_session),
+                  db: sqlite3.Connection = Depends(database)) -> Response:
+    item = _visible_item(db, item_id, session)
+    return _image(request, item["path"], Path.cwd(), full)
+
+
+@router.get("/images/items/{item_id}/{group}/{rank}")
+def evidence_image(request: Request, item_id: int, group: str, rank: int, full: bool = False,
+                   session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
+    if group not in EVIDENCE_GROUPS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    references = _evidence(_visible_item(db, item_id, session))[group]
+    if not 0 <= rank < len(references):
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return _image(request, references[rank]["path"], settings_of(request).data_root, full)
+
+
+def _image(request: Request, path: str, base: Path, full: bool) -> Response:
+    settings = settings_of(request)
+    try:
+        real = resolve_inside(path, base, settings.allowed_roots())
+        cached = thumbnail(real, 1600 if full else settings.thumbnail_px, settings.thumbnails)
+    except ImageNotAllowed as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+    return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _visible_item(db: sqlite3.Connection, item_id: int, session: Session) -> sqlite3.Row:
+    item = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+    mine_to_see = item is not None and (session.viewer.is_admin or item["decided_by"] in (None, session.viewer.id))
+    if not mine_to_see:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue")
+    return item
+
+
+def _evidence(item: sqlite3.Row) -> dict[str, list[dict]]:
+    evidence = json.loads(item["evidence"] or "{}")
+    return {group: evidence.get(group) or [] for group in EVIDENCE_GROUPS}
+
+
+def _filter(request: Request, form=None) -> queue_store.QueueFilter:
+    values = dict(request.query_params)
+    if form is not None:
+        values.update({k: v for k, v in form.items() if isinstance(v, str) and k.startswith(("status", "product", "brand", "min_", "max_", "run", "decided_by"))})
+    try:
+        return queue_store.QueueFilter.from_query(values)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+
+
+def _user_names(db: sqlite3.Connection) -> dict[int, str]:
+    return {row["id"]: row["name"] for row in db.execute("SELECT id, name FROM users")}

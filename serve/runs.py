@@ -1,0 +1,99 @@
+"""Import `knockoff screen` results into the store, once per distinct file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from knockoff.report import read_results
+from knockoff_serve.store import write
+
+_EVIDENCE = ("neighbors", "nearest_genuine", "nearest_fake")
+_ITEM_COLUMNS = (
+    "run_id", "position", "listing_id", "path", "source", "score", "flagged", "threshold", "product",
+    "product_similarity", "claimed_product", "product_mismatch", "brand", "label", "error",
+    "model_version", "index_version", "evidence", "rank",
+)
+
+
+def results_files(paths: list[Path]) -> list[Path]:
+    """The results files named, and those inside named folders (.parquet/.csv/.jsonl)."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv", ".jsonl") and not p.name.startswith("."))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such results file or folder")
+    return found
+
+
+def fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def queue_rank(row: dict) -> float:
+    """Flagged listings first, each group by score; rows that failed to screen last."""
+    if row.get("error") or row.get("score") is None:
+        return -1.0
+    return (2.0 if row.get("flagged") else 0.0) + float(row["score"])
+
+
+def import_results(connection: sqlite3.Connection, path: Path) -> tuple[int, bool]:
+    """(run id, whether it was new). Re-importing the same file is a no-op."""
+    digest = fingerprint(path)
+    existing = connection.execute("SELECT id FROM runs WHERE fingerprint = ?", (digest,)).fetchone()
+    if existing:
+        return existing["id"], False
+    rows = read_results(path)
+    versions = _file_versions(path, rows)
+    with write(connection):
+        run_id = connection.execute(
+            "INSERT INTO runs (name, path, fingerprint, rows, model_version, index_version) VALUES (?, ?, ?, ?, ?, ?)",
+            (path.name, str(path.resolve()), digest, len(rows), *versions),
+        ).lastrowid
+        connection.executemany(
+            f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})",
+            (_item_values(run_id, position, row) for position, row in enumerate(rows)),
+        )
+    return run_id, True
+
+
+def _item_values(run_id: int, position: int, row: dict) -> tuple:
+    evidence = {key: _as_list(row.get(key)) for key in _EVIDENCE}
+    values = {
+        **{key: row.get(key) for key in _ITEM_COLUMNS if key not in ("run_id", "position", "evidence", "rank")},
+        "run_id": run_id,
+        "position": position,
+        "listing_id": None if row.get("listing_id") is None else str(row["listing_id"]),
+        "evidence": json.dumps(evidence),
+        "rank": queue_rank(row),
+    }
+    return tuple(values[key] for key in _ITEM_COLUMNS)
+
+
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):  # CSV results keep evidence as JSON text
+        return json.loads(value) if value else []
+    return list(value)
+
+
+def _file_versions(path: Path, rows: list[dict]) -> tuple[str | None, str | None]:
+    if path.suffix in (".parquet", ".pq"):
+        metadata = pq.read_schema(path).metadata or {}
+        model, index = metadata.get(b"knockoff.model_version"), metadata.get(b"knockoff.index_version")
+        if model:
+            return model.decode(), index.decode() if index else None
+    first = next((r for r in rows if r.get("model_version")), {})
+    return first.get("model_version"), first.get("index_version")

@@ -1,0 +1,42 @@
+"""Service settings: where state lives, which files may be shown, which model scores uploads."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOME = ".knockoff"
+
+
+def knockoff_home() -> Path:
+    return Path(os.environ.get("KNOCKOFF_HOME", DEFAULT_HOME))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=knockoff_home)
+    model: Path = Path("models/knockoff.onnx")
+    gallery: Path = Path("models/gallery")
+    # Listing photos and references are shown only from inside these folders.
+    image_roots: tuple[Path, ...] = ()
+    # Gallery reference paths are relative to the data root (KNOCKOFF_DATA).
+    data_root: Path = Path("data/raw")
+    lease_seconds: int = 300
+    session_hours: float = 12.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+    thumbnail_px: int = 360
+    page_size: int = 50
+    secure_cookies: bool = False  # set behind HTTPS
+
+    @property
+    def database(self) -> Path:
+        return self.home / "knockoff.db"
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.home / "thumbnails"
+
+    def allowed_roots(self) -> tuple[Path, ...]:
+        roots = self.image_roots or (self.data_root, Path.cwd())
+        return tuple(Path(root).resolve() for root in roots)

@@ -1,0 +1,133 @@
+"""The SQLite store: users, sessions, screening runs, items, decisions (audit), leases.
+
+WAL journal with synchronous=FULL: a decision is acknowledged only after its transaction is
+on disk, so a crash or a kill loses nothing that was acknowledged. Every request opens its
+own short-lived connection; writers take the lock up front (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('analyst', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    csrf_token TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    rows INTEGER NOT NULL,
+    model_version TEXT,
+    index_version TEXT,
+    imported_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    position INTEGER NOT NULL,
+    listing_id TEXT,
+    path TEXT,
+    source TEXT,
+    score REAL,
+    flagged INTEGER,
+    threshold REAL,
+    product TEXT,
+    product_similarity REAL,
+    claimed_product TEXT,
+    product_mismatch INTEGER,
+    brand TEXT,
+    label TEXT,
+    error TEXT,
+    model_version TEXT,
+    index_version TEXT,
+    evidence TEXT,                -- JSON: neighbors, nearest_genuine, nearest_fake
+    rank REAL NOT NULL,           -- queue order: flagged first, then by score; failed rows last
+    decision TEXT CHECK (decision IN ('counterfeit', 'genuine', 'unsure')),
+    decided_by INTEGER REFERENCES users(id),
+    decided_at TEXT
+);
+CREATE INDEX IF NOT EXISTS items_queue ON items (rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_product ON items (product, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_brand ON items (brand, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_decision ON items (decision, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_run ON items (run_id, rank DESC, id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    action TEXT NOT NULL CHECK (action IN ('decide', 'undo')),
+    decision TEXT,                -- the item's decision after this entry (NULL: pending again)
+    note TEXT,
+    previous_decision TEXT,
+    previous_decided_by INTEGER,
+    previous_decided_at TEXT,
+    undoes INTEGER REFERENCES decisions(id),
+    model_version TEXT,
+    index_version TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS decisions_by_user ON decisions (user_id, id);
+CREATE INDEX IF NOT EXISTS decisions_by_item ON decisions (item_id, id);
+CREATE TABLE IF NOT EXISTS leases (
+    item_id INTEGER PRIMARY KEY REFERENCES items(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    expires_at REAL NOT NULL
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA busy_timeout = 10000")
+    return connection
+
+
+def initialize(path: Path) -> None:
+    with closing(connect(path)) as connection:
+        connection.executescript(SCHEMA)
+
+
+@contextmanager
+def closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
+def write(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that holds the database lock from its start, committed on success."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

@@ -1,0 +1,95 @@
+"""A real review app on a real SQLite file, with results that point at the bundled photos."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from knockoff.results import RESULT_SCHEMA, ResultWriter  # noqa: E402
+from knockoff_serve.app import create_app  # noqa: E402
+from knockoff_serve.auth import add_user  # noqa: E402
+from knockoff_serve.runs import import_results  # noqa: E402
+from knockoff_serve.settings import Settings  # noqa: E402
+from knockoff_serve.store import closing, connect, initialize  # noqa: E402
+from tests.helpers import SAMPLE  # noqa: E402
+
+PASSWORD = "correct horse battery"
+PHOTOS = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))
+REFERENCES = sorted((SAMPLE / "sneakers" / "train" / "images").glob("*.jpg"))
+
+
+def result_rows(count: int, products: tuple[str, ...] = ("nike air force", "nike jordan 1")) -> list[dict]:
+    """Screening rows with real photos and evidence; every 7th row failed to screen."""
+    rows = []
+    for i in range(count):
+        row = dict.fromkeys(RESULT_SCHEMA.names)
+        photo = PHOTOS[i % len(PHOTOS)]
+        row.update(listing_id=f"L{i:05d}", path=str(photo), source="test", model_version="model-a", index_version="gallery-a",
+                   threshold=0.5, claimed_product=products[(i + 1) % len(products)])
+        if i % 7 == 6:
+            row["error"] = f"cannot decode {photo.name}: truncated"
+        else:
+            score = ((i * 37) % 100) / 100
+            reference = lambda j, kind: {"row": j, "similarity": 0.9 - 0.01 * j, "path": str(REFERENCES[j % len(REFERENCES)].relative_to(SAMPLE)),  # noqa: E731
+                                         "listing_id": f"R{j}", "product": products[i % len(products)], "authenticity": kind, "source": "ref"}
+            row.update(score=score, flagged=score >= 0.5, raw_score=score - 0.5, product=products[i % len(products)],
+                       product_similarity=0.9, brand="nike", product_mismatch=(i % len(products)) != ((i + 1) % len(products)),
+                       neighbors=[reference(j, "fake" if j % 2 else "genuine") for j in range(4)],
+                       nearest_genuine=[reference(j, "genuine") for j in (0, 2)],
+                       nearest_fake=[reference(j, "fake") for j in (1, 3)])
+        rows.append(row)
+    return rows
+
+
+def write_results(path: Path, rows: list[dict]) -> Path:
+    writer = ResultWriter(path, metadata={"model_version": "model-a", "index_version": "gallery-a"})
+    writer.write(rows)
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home", data_root=SAMPLE, image_roots=(SAMPLE,),
+                    model=tmp_path / "no-model.onnx", gallery=tmp_path / "no-gallery")
+
+
+@pytest.fixture
+def database(settings):
+    initialize(settings.database)
+    with closing(connect(settings.database)) as connection:
+        yield connection
+
+
+@pytest.fixture
+def users(database) -> dict[str, int]:
+    return {name: add_user(database, name, role, PASSWORD)
+            for name, role in (("ana", "analyst"), ("bo", "analyst"), ("root", "admin"))}
+
+
+@pytest.fixture
+def run(database, tmp_path) -> int:
+    run_id, _ = import_results(database, write_results(tmp_path / "results.parquet", result_rows(40)))
+    return run_id
+
+
+@pytest.fixture
+def app(settings, database, users, run):
+    return create_app(settings)
+
+
+def login(app, name: str) -> tuple[TestClient, str]:
+    """A client logged in as `name`, and its CSRF token."""
+    client = TestClient(app)
+    form = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    response = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = client.get("/queue").text
+    return client, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)

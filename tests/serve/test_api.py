@@ -1,0 +1,142 @@
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from knockoff_serve.app import create_app
+from tests.serve.conftest import PHOTOS, login
+
+PROTECTED = [
+    ("GET", "/queue"), ("GET", "/items/1"), ("GET", "/items/next"), ("GET", "/decisions"), ("GET", "/images/items/1"),
+    ("GET", "/images/items/1/nearest_fake/0"), ("GET", "/api/items"), ("GET", "/api/items/1"), ("GET", "/api/decisions"),
+    ("POST", "/api/items/1/decision"), ("POST", "/api/undo"), ("POST", "/api/decisions/bulk"), ("POST", "/api/items/1/lease"),
+    ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/api/docs/assets/swagger-ui.css"), ("GET", "/"),
+    ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/api/score"),
+]
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_anonymous_requests_are_refused(app, method, path):
+    response = TestClient(app).request(method, path, follow_redirects=False)
+    assert response.status_code in (401, 303, 413)  # 413: the upload guard refuses a body-less POST first
+    if response.status_code == 303:
+        assert response.headers["location"].startswith("/login")
+
+
+def route_paths(routes) -> list[str]:
+    """Every route's path, descending into included routers (nested in newer FastAPI)."""
+    paths = []
+    for route in routes:
+        if hasattr(route, "original_router"):
+            paths += route_paths(route.original_router.routes)
+        elif getattr(route, "path", None):
+            paths.append(route.path)
+    return paths
+
+
+def test_every_route_is_covered_by_the_anonymous_check(app):
+    """No route may be added without being listed above (or being the health check / login)."""
+    public = {"/api/health", "/login"}
+    listed = {path for _, path in PROTECTED}
+    paths = route_paths(app.routes)
+    assert len(paths) >= 20 and "/api/items/{item_id}/decision" in paths
+    for path in paths:
+        if path in public:
+            continue
+        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css")
+        assert concrete in listed, f"route {path} is not in the anonymous-access test"
+
+
+def test_public_health_says_which_model_scores(app):
+    body = TestClient(app).get("/api/health").json()
+    assert body["status"] == "ok" and body["scorer_error"]  # no model in these settings
+
+
+def test_items_list_filters_and_pages(app):
+    client, _ = login(app, "root")
+    first = client.get("/api/items", params={"status": "pending", "limit": 5}).json()
+    assert len(first["items"]) == 5 and first["counts"]["pending"] > 5
+    scores = [item["score"] for item in first["items"]]
+    assert all(item["decision"] is None and item["error"] is None for item in first["items"])
+    second = client.get("/api/items", params={"status": "pending", "limit": 5, "after": first["older"]}).json()
+    assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
+    assert scores == sorted(scores, reverse=True) or first["items"][0]["flagged"]
+    assert client.get("/api/items", params={"status": "archived"}).status_code == 400
+
+
+def test_deciding_with_claim_next_leases_the_next_pending_item(app):
+    ana, ana_csrf = login(app, "ana")
+    bo, _ = login(app, "bo")
+    first = ana.get("/api/items", params={"status": "pending", "limit": 1}).json()["items"][0]
+    decided = ana.post(f"/api/items/{first['id']}/decision?status=pending", json={"decision": "counterfeit", "claim_next": True},
+                       headers={"X-CSRF-Token": ana_csrf}).json()
+    assert decided["decision"] == "counterfeit" and decided["next_item_id"] not in (None, first["id"])
+    bo_csrf = login(app, "bo")[1]
+    bo, bo_csrf = login(app, "bo")
+    refused = bo.post(f"/api/items/{decided['next_item_id']}/decision", json={"decision": "genuine"}, headers={"X-CSRF-Token": bo_csrf})
+    assert refused.status_code == 409 and "ana" in refused.json()["detail"]
+
+
+def test_analysts_do_not_see_each_others_decisions_but_admins_do(app):
+    ana, csrf = login(app, "ana")
+    item = ana.get("/api/items", params={"status": "pending", "limit": 1}).json()["items"][0]["id"]
+    ana.post(f"/api/items/{item}/decision", json={"decision": "genuine"}, headers={"X-CSRF-Token": csrf})
+    bo, _ = login(app, "bo")
+    assert bo.get(f"/api/items/{item}").status_code == 404
+    assert bo.get(f"/items/{item}").status_code == 404
+    root, _ = login(app, "root")
+    assert root.get(f"/api/items/{item}").json()["decision"] == "genuine"
+    assert [d["user_name"] for d in root.get("/api/decisions").json()] == ["ana"]
+    assert bo.get("/api/decisions").json() == []
+
+
+def test_item_page_shows_listing_evidence_and_keys(app):
+    client, _ = login(app, "ana")
+    item = client.get("/api/items", params={"status": "pending", "limit": 1}).json()["items"][0]
+    page = client.get(f"/items/{item['id']}").text
+    for text in ("Nearest genuine references", "Nearest known fakes", "threshold", "<kbd>f</kbd>", "<kbd>z</kbd>",
+                 f"/images/items/{item['id']}/nearest_fake/0", item["listing_id"]):
+        assert text in page
+
+
+@pytest.fixture
+def scoring_app(settings, database, users, run, tiny_onnx, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from knockoff.indexing import IndexConfig, index
+    from tests.helpers import SAMPLE
+
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")
+    return create_app(replace(settings, model=tiny_onnx, gallery=tmp_path / "gallery", max_upload_bytes=200_000))
+
+
+def test_score_an_upload(scoring_app):
+    client, csrf = login(scoring_app, "ana")
+    with open(PHOTOS[0], "rb") as photo:
+        body = client.post("/api/score", files={"image": ("x.jpg", photo, "image/jpeg")}, headers={"X-CSRF-Token": csrf}).json()
+    assert 0 <= body["score"] <= 1 and body["product"] in ("nike air force", "nike jordan 1")
+    assert body["nearest_genuine"] and body["nearest_fake"] and body["model_version"]
+
+
+def test_score_refuses_big_and_broken_uploads(scoring_app):
+    client, csrf = login(scoring_app, "ana")
+    big = client.post("/api/score", files={"image": ("big.jpg", io.BytesIO(b"\xff" * 300_000), "image/jpeg")}, headers={"X-CSRF-Token": csrf})
+    assert big.status_code == 413
+    broken = client.post("/api/score", files={"image": ("x.jpg", io.BytesIO(b"not an image"), "image/jpeg")}, headers={"X-CSRF-Token": csrf})
+    assert broken.status_code == 422 and "not an image" in broken.json()["detail"]
+
+
+def test_score_without_a_model_is_unavailable(app):
+    client, csrf = login(app, "ana")
+    with open(PHOTOS[0], "rb") as photo:
+        response = client.post("/api/score", files={"image": ("x.jpg", photo, "image/jpeg")}, headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 503
+
+
+def test_api_docs_are_served_locally(app):
+    client, _ = login(app, "ana")
+    docs = client.get("/api/docs").text
+    assert "/api/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs
+    schema = client.get("/api/openapi.json").json()
+    assert {"/api/items", "/api/items/{item_id}/decision", "/api/score", "/api/undo"} <= set(schema["paths"])

@@ -1,0 +1,76 @@
+import re
+
+from fastapi.testclient import TestClient
+
+from knockoff_serve.auth import add_user, authenticate, create_api_token
+from tests.serve.conftest import PASSWORD, login
+
+
+def test_passwords_are_argon2id_hashes(database, users):
+    stored = database.execute("SELECT password_hash FROM users WHERE name = 'ana'").fetchone()[0]
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert authenticate(database, "ana", PASSWORD).name == "ana"
+    assert authenticate(database, "ana", "wrong password") is None
+    assert authenticate(database, "nobody", PASSWORD) is None
+
+
+def test_weak_or_duplicate_users_are_refused(database, users):
+    import pytest
+
+    with pytest.raises(ValueError, match="at least 8"):
+        add_user(database, "cy", "analyst", "short")
+    with pytest.raises(ValueError, match="already exists"):
+        add_user(database, "ana", "analyst", PASSWORD)
+    with pytest.raises(ValueError, match="role"):
+        add_user(database, "cy", "superuser", PASSWORD)
+
+
+def test_session_cookie_is_httponly_and_samesite(app):
+    client = TestClient(app)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    response = client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
+    cookie = response.headers["set-cookie"]
+    assert "knockoff_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert response.headers["location"] == "/queue"
+
+
+def test_login_needs_its_csrf_token_and_the_right_password(app):
+    client = TestClient(app)
+    client.get("/login")
+    assert client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf_token": "forged"}).status_code == 403
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    wrong = client.post("/login", data={"name": "ana", "password": "nope nope", "csrf_token": token}, follow_redirects=False)
+    assert wrong.status_code == 303 and "failed=1" in wrong.headers["location"]
+    assert client.get("/queue", follow_redirects=False).status_code == 303
+
+
+def test_login_never_redirects_off_site(app):
+    client = TestClient(app)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    response = client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf_token": token, "next": "//evil.example/x"},
+                           follow_redirects=False)
+    assert response.headers["location"] == "/queue"
+
+
+def test_forms_refuse_a_missing_csrf_token(app):
+    client, csrf = login(app, "ana")
+    item = re.search(r'/items/(\d+)\?', client.get("/queue").text).group(1)
+    assert client.post(f"/items/{item}/decision", data={"decision": "genuine"}).status_code == 403
+    assert client.post(f"/items/{item}/decision", data={"decision": "genuine", "csrf_token": csrf}, follow_redirects=False).status_code == 303
+
+
+def test_logout_ends_the_session(app):
+    client, csrf = login(app, "ana")
+    client.post("/logout", data={"csrf_token": csrf})
+    assert client.get("/queue", follow_redirects=False).status_code == 303
+    assert client.get("/api/items").status_code == 401
+
+
+def test_api_tokens_work_without_cookies_or_csrf(app, database):
+    token = create_api_token(database, "bo")
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {token}"}
+    items = client.get("/api/items?status=pending", headers=headers).json()["items"]
+    response = client.post(f"/api/items/{items[0]['id']}/decision", json={"decision": "unsure"}, headers=headers)
+    assert response.status_code == 200 and response.json()["decision"] == "unsure"
+    assert client.get("/api/items", headers={"Authorization": "Bearer ko_forged"}).status_code == 401

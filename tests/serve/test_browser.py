@@ -1,0 +1,88 @@
+"""The review flow in real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from knockoff_serve.server import BackgroundServer  # noqa: E402
+from tests.serve.conftest import PASSWORD  # noqa: E402
+
+CHROMIUM = os.environ.get("KNOCKOFF_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# Quiet, offline-safe Chromium (no background network calls on a closed network).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(app):
+    with BackgroundServer(app) as url:
+        yield url
+
+
+def log_in(page, url: str, name: str = "ana") -> None:
+    page.goto(f"{url}/queue")
+    assert "/login" in page.url
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/queue")
+
+
+def test_log_in_decide_three_with_the_keyboard_undo_one(browser, server, database, users):
+    page = browser.new_page()
+    log_in(page, server)
+    assert page.locator("#counts").inner_text().count("pending")
+    page.click("#start")
+    page.wait_for_url("**/items/*")
+    visited = []
+    for key in ("f", "g", "u"):
+        visited.append(int(page.url.split("/items/")[1].split("?")[0]))
+        page.wait_for_selector("#listing-photo")
+        with page.expect_navigation():
+            page.keyboard.press(key)
+    with page.expect_navigation():
+        page.keyboard.press("z")
+    assert int(page.url.split("/items/")[1].split("?")[0]) == visited[2]  # back on the undone one
+
+    decisions = database.execute("SELECT item_id, action, decision, user_id FROM decisions ORDER BY id").fetchall()
+    assert [(r["item_id"], r["action"], r["decision"]) for r in decisions] == [
+        (visited[0], "decide", "counterfeit"), (visited[1], "decide", "genuine"), (visited[2], "decide", "unsure"),
+        (visited[2], "undo", None)]
+    assert {r["user_id"] for r in decisions} == {users["ana"]}
+    state = {r["id"]: r["decision"] for r in database.execute("SELECT id, decision FROM items WHERE id IN (?, ?, ?)", visited)}
+    assert state == {visited[0]: "counterfeit", visited[1]: "genuine", visited[2]: None}
+
+
+def test_anonymous_requests_are_refused(browser, server):
+    page = browser.new_page()
+    response = page.goto(f"{server}/api/items")
+    assert response.status == 401
+    page.goto(f"{server}/items/1")
+    assert "/login" in page.url and page.locator("#password").is_visible()
+
+
+def test_dot_dot_paths_are_refused(browser, server, database):
+    page = browser.new_page()
+    log_in(page, server, "root")
+    item = database.execute("SELECT id FROM items WHERE error IS NULL ORDER BY id LIMIT 1").fetchone()[0]
+    database.execute("UPDATE items SET path = '../../../../../etc/passwd' WHERE id = ?", (item,))
+    response = page.request.get(f"{server}/images/items/{item}")
+    assert response.status == 403 and b"root:" not in response.body()
+    for raw in ("/images/..%2F..%2F..%2Fetc%2Fpasswd", "/images/items/%2e%2e/%2e%2e/etc/passwd"):
+        response = page.request.get(f"{server}{raw}")
+        assert response.status in (403, 404, 422) and b"root:" not in response.body()

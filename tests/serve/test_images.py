@@ -1,0 +1,71 @@
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.serve.conftest import login
+
+
+@pytest.fixture
+def client(app):
+    return login(app, "root")[0]
+
+
+def first_item(database) -> int:
+    return database.execute("SELECT id FROM items WHERE error IS NULL ORDER BY id LIMIT 1").fetchone()[0]
+
+
+def test_listing_and_evidence_thumbnails(client, database, settings):
+    item = first_item(database)
+    listing = client.get(f"/images/items/{item}")
+    assert listing.status_code == 200 and listing.headers["content-type"] == "image/jpeg" and listing.content[:2] == b"\xff\xd8"
+    assert client.get(f"/images/items/{item}/nearest_fake/1").status_code == 200
+    assert len(list(settings.thumbnails.rglob("*.jpg"))) == 2  # cached on disk
+    assert client.get(f"/images/items/{item}/nearest_fake/9").status_code == 404
+    assert client.get(f"/images/items/{item}/passwords/0").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../../../etc/passwd", "sneakers/../../../../etc/hostname"])
+def test_paths_outside_the_roots_are_refused(client, database, path):
+    item = first_item(database)
+    database.execute("UPDATE items SET path = ? WHERE id = ?", (path, item))
+    response = client.get(f"/images/items/{item}")
+    assert response.status_code == 403 and b"root:" not in response.content
+
+
+def test_evidence_paths_with_dot_dot_are_refused(client, database):
+    item = first_item(database)
+    evidence = '{"nearest_fake": [{"path": "../../../../etc/passwd", "similarity": 0.9}], "nearest_genuine": [], "neighbors": []}'
+    database.execute("UPDATE items SET evidence = ? WHERE id = ?", (evidence, item))
+    assert client.get(f"/images/items/{item}/nearest_fake/0").status_code == 403
+
+
+def test_symlinks_out_of_a_root_are_refused(client, database, tmp_path, settings):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    link = tmp_path / "link.jpg"
+    os.symlink(secret, link)
+    item = first_item(database)
+    database.execute("UPDATE items SET path = ? WHERE id = ?", (str(link), item))
+    response = client.get(f"/images/items/{item}")
+    assert response.status_code == 403 and b"top secret" not in response.content
+
+
+def test_a_non_image_inside_a_root_is_never_sent_raw(client, database, tmp_path, monkeypatch):
+    from tests.helpers import SAMPLE
+
+    item = first_item(database)
+    database.execute("UPDATE items SET path = ? WHERE id = ?", (str(SAMPLE / "README.md"), item))
+    response = client.get(f"/images/items/{item}")
+    assert response.status_code == 403 and b"Bundled sample" not in response.content
+
+
+def test_url_traversal_does_not_reach_files(app):
+    client = login(app, "root")[0]
+    for raw in ("/images/%2e%2e/%2e%2e/etc/passwd", "/images/items/..%2f..%2fetc%2fpasswd", "/static/../../etc/passwd"):
+        response = client.get(raw)
+        assert response.status_code in (403, 404, 422) and b"root:" not in response.content
+
+
+def test_anonymous_image_request_is_refused(app, database):
+    assert TestClient(app).get(f"/images/items/{first_item(database)}", follow_redirects=False).status_code == 303

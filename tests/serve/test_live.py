@@ -1,0 +1,46 @@
+import shutil
+
+import pytest
+
+from knockoff.gallery import Gallery
+from knockoff.indexing import IndexConfig, index
+from knockoff_serve.live import LiveScorer, ScorerUnavailable
+from tests.helpers import SAMPLE
+
+
+@pytest.fixture
+def gallery_dir(tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")
+    return tmp_path / "gallery"
+
+
+def test_a_new_gallery_is_picked_up_without_a_restart(tiny_onnx, gallery_dir):
+    scorer = LiveScorer(tiny_onnx, gallery_dir, check_every_s=0.0)
+    before = scorer.snapshot()
+    gallery = Gallery.load(gallery_dir)
+    from knockoff.embedding import OnnxEmbedder, embed_records
+    from knockoff.data import read_source
+
+    embedder = OnnxEmbedder(tiny_onnx)
+    records = list(read_source(str(SAMPLE / "sneakers" / "valid")))[:4]
+    embeddings, kept, _ = embed_records(embedder, records)
+    gallery.add(embeddings, kept, source="confirmed")
+    gallery.save(gallery_dir)
+    after = scorer.snapshot()
+    assert after.gallery.info.version != before.gallery.info.version and after.gallery.info.count == 52
+    assert before.gallery.info.count == 48  # a request holding the old snapshot keeps it whole
+
+
+def test_a_gallery_for_another_model_keeps_the_old_pair(tiny_onnx, gallery_dir, tmp_path):
+    scorer = LiveScorer(tiny_onnx, gallery_dir, check_every_s=0.0)
+    before = scorer.snapshot()
+    info = (gallery_dir / "gallery.json").read_text()
+    (gallery_dir / "gallery.json").write_text(info.replace(before.embedder.info.version, "another-model"))
+    assert scorer.snapshot() is before
+    assert "built with model another-model" in scorer.last_error
+
+
+def test_no_model_is_unavailable(tmp_path):
+    with pytest.raises(ScorerUnavailable):
+        LiveScorer(tmp_path / "missing.onnx", tmp_path / "gallery").snapshot()
