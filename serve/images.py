@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -51,7 +52,8 @@ def thumbnail(real_path: Path, px: int, cache_dir: Path) -> Path:
     except Exception as error:  # not an image, truncated, unsupported
         raise ImageNotAllowed(f"{real_path.name} is not a readable image: {error}") from error
     cached.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+    # unique per process and thread: two requests for one new image must not share a temp file
+    temporary = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_bytes(buffer.getvalue())
     temporary.replace(cached)
     return cached

@@ -69,3 +69,24 @@ def test_url_traversal_does_not_reach_files(app):
 
 def test_anonymous_image_request_is_refused(app, database):
     assert TestClient(app).get(f"/images/items/{first_item(database)}", follow_redirects=False).status_code == 303
+
+
+def test_concurrent_requests_for_one_new_thumbnail_all_succeed(tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from knockoff_serve.images import thumbnail
+    from tests.helpers import write_image
+
+    photo = write_image(tmp_path / "photo.png", size=(2400, 1800))  # slow enough to overlap
+    cache = tmp_path / "thumbnails"
+    start = threading.Barrier(8)
+
+    def request(_: int):
+        start.wait()
+        return thumbnail(photo, 240, cache)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(request, range(8)))
+    assert len(set(paths)) == 1 and paths[0].stat().st_size > 0
+    assert not list(cache.rglob("*.tmp"))
