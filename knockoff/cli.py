@@ -29,27 +29,43 @@ def _fail(error: Exception) -> None:
 
 @app.command()
 def screen(
-    inputs: Annotated[list[str], typer.Argument(help="Folders, glob patterns or manifests (.csv/.parquet/.jsonl with a path or url column).")],
+    inputs: Annotated[list[str], typer.Argument(help="Folders, glob patterns or manifests (.csv/.parquet/.jsonl with a path or url column; local or s3://, gs:// ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file: .parquet (default), .csv or .jsonl.")] = Path("results.parquet"),
-    model: Annotated[Path, typer.Option(help="Exported ONNX model.")] = Path("models/knockoff.onnx"),
+    model: Annotated[Path, typer.Option(help="Exported ONNX model (fp32, or the --int8 export).")] = Path("models/knockoff.onnx"),
     index: Annotated[Path, typer.Option(help="Gallery folder built by `knockoff index` for this model.")] = Path("models/gallery"),
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Image decoding threads.")] = 2,
+    workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: one per core).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda (needs the onnxruntime-gpu build: pip install 'knockoff[gpu]').")] = "cpu",
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same inputs: screen only what is missing.")] = False,
+    part_rows: Annotated[int, typer.Option(help="Rows per committed part: the most an interruption can cost.")] = 4096,
+    engine: Annotated[str, typer.Option(help="local (this machine), or ray (Ray Data: a local or remote Ray cluster).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. ray://head:10001, or auto); default: start a local one.")] = None,
+    actors: Annotated[Optional[int], typer.Option(help="Ray engine: scoring actors, each holding the model and gallery (default: one per 2 CPUs of the cluster).")] = None,
 ) -> None:
     """Score listing photos for counterfeits (torch-free).
 
     One row per image: calibrated score, flagged decision, matched product, and the nearest
     genuine references and known fakes as evidence. An unreadable image is a row with
-    `error` set; the run goes on. Run from the repo root, the defaults use the model and
-    gallery that `dvc repro` left under models/.
+    `error` set; the run goes on. Rows are committed in parts as they come: after an
+    interruption, `--resume` screens only what is missing. Run from the repo root, the
+    defaults use the model and gallery that `dvc repro` left under models/.
     """
+    from knockoff.embedding import DeviceUnavailableError
     from knockoff.screen import ScreenOptions
     from knockoff.screen import screen as run_screen
 
+    options = ScreenOptions(batch_size, workers, threads, device, rows_per_part=part_rows, resume=resume)
     try:
-        summary = run_screen(inputs, out, model, index, ScreenOptions(batch_size, workers, threads))
-    except (FileNotFoundError, ValueError) as error:
+        if engine == "local":
+            summary = run_screen(inputs, out, model, index, options)
+        elif engine == "ray":
+            from knockoff.ray_engine import screen_ray
+
+            summary = screen_ray(inputs, out, model, index, options, address=ray_address, actors=actors)
+        else:
+            raise ValueError(f"unknown engine {engine!r}: choose local or ray")
+    except (FileNotFoundError, ValueError, DeviceUnavailableError, ImportError) as error:
         _fail(error)
     typer.echo(summary.line())
 
@@ -242,6 +258,7 @@ def export(
     checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint from training. Omit it with --backbone to export the frozen pretrained backbone.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path("models/knockoff.onnx"),
     backbone: Annotated[Optional[str], typer.Option(help="Export this timm backbone with its pretrained weights and no head (the baseline).")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write a statically quantized int8 model (<out>.int8.onnx), calibrated on reference photos. Alone: quantize the existing --out model (no torch needed).")] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Export a model to ONNX and check it against torch (DVC stage `export`).
@@ -249,17 +266,38 @@ def export(
     The graph takes uint8 RGB images (N, H, W, 3) and returns L2-normalised embeddings;
     the batch axis is dynamic and model name, input size, embedding size and version are in
     its metadata. The export fails if ONNX and torch differ by more than the tolerance.
+    With --int8, the fp32 model is also quantized (QDQ, ranges calibrated on the reference
+    photos in params `quantize`); it searches the same galleries.
     """
-    from knockoff.model.export import ExportConfig, run_export
     from knockoff.params import load_config
 
-    if (checkpoint is None) == (backbone is None):
-        _fail(ValueError("give either a CHECKPOINT or --backbone NAME"))
+    if checkpoint is not None and backbone is not None or (checkpoint is None and backbone is None and not int8):
+        _fail(ValueError("give either a CHECKPOINT or --backbone NAME (or --int8 alone to quantize --out)"))
     try:
-        info, difference = run_export(load_config(ExportConfig, "export", params), out, checkpoint, backbone)
+        if checkpoint is not None or backbone is not None:
+            from knockoff.model.export import ExportConfig, run_export
+
+            config = load_config(ExportConfig, "export", params)
+            info, difference = run_export(config, out, checkpoint, backbone)
+            typer.echo(f"exported {info.kind} {info.name} version {info.version} -> {out} (max |onnx - torch| = {difference:.2e})")
+        if int8:
+            _export_int8(out, params)
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
-    typer.echo(f"exported {info.kind} {info.name} version {info.version} -> {out} (max |onnx - torch| = {difference:.2e})")
+
+
+def _export_int8(fp32_path: Path, params: Path) -> None:
+    from knockoff.embedding import OnnxEmbedder
+    from knockoff.params import load_config
+    from knockoff.quantize import QuantizeConfig, calibration_images, int8_path, quantize_int8
+
+    config = load_config(QuantizeConfig, "quantize", params)
+    if not config.calibration:
+        raise ValueError(f"--int8 needs reference photos to calibrate on: set quantize.calibration in {params}")
+    size = OnnxEmbedder(fp32_path).info.input_size
+    images = calibration_images(config.calibration, config.count, size, config.seed)
+    version = quantize_int8(fp32_path, int8_path(fp32_path), images)
+    typer.echo(f"quantized int8 version {version} (calibrated on {len(images)} reference photos) -> {int8_path(fp32_path)}")
 
 
 index_app = typer.Typer(
@@ -340,6 +378,7 @@ def index_add(
 def evaluate(
     model: Annotated[Path, typer.Option(help="Fine-tuned ONNX model.")] = Path("models/knockoff.onnx"),
     baseline: Annotated[Optional[Path], typer.Option(help="Frozen pretrained backbone (ONNX) measured in the same run.")] = Path("models/baseline.onnx"),
+    int8: Annotated[Optional[Path], typer.Option(help="int8 model (`export --int8`) measured beside fp32, against the fp32 galleries.")] = None,
     index: Annotated[Path, typer.Option(help="Gallery whose scorer settings to use.")] = Path("models/gallery"),
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and plots/.")] = Path("reports"),
     previous: Annotated[str, typer.Option(help="The previous model to compare with: a path, 'git:REV' (the --model file at that revision) or 'none'.")] = "git:HEAD",
@@ -349,7 +388,8 @@ def evaluate(
 
     Sneakers valid against a train gallery: ROC-AUC, average precision, recall at 95%
     precision, product top-1. Grocery val against iconic (then iconic + train) references:
-    Recall@1. Writes reports/metrics.json and ROC/PR plots. The previous model (by default
+    Recall@1. With --int8, the int8 model's figures beside fp32's. Writes
+    reports/metrics.json and ROC/PR plots. The previous model (by default
     the one committed at git HEAD) is measured on the same photos; if the new one is worse
     beyond `evaluate.regression_tolerance`, the command fails (and so the DVC stage).
     """
@@ -363,6 +403,8 @@ def evaluate(
     models = {"finetuned": model}
     if baseline is not None:
         models["pretrained"] = baseline
+    if int8 is not None:
+        models["int8"] = int8
     with tempfile.TemporaryDirectory() as scratch:
         previous_model = None
         if previous.startswith("git:"):

@@ -26,6 +26,14 @@ class ModelInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     preprocessing: str = PREPROCESSING
+    precision: str = "fp32"  # or 'int8' (`knockoff export --int8`)
+    # The model whose embedding space this one shares: an int8 model searches the galleries
+    # built with the fp32 model it was quantized from. Empty: its own version.
+    embedding_space: str = ""
+
+    @property
+    def space(self) -> str:
+        return self.embedding_space or self.version
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -45,31 +53,65 @@ class ModelInfo:
                 mean=tuple(json.loads(metadata[f"{META_PREFIX}mean"])),
                 std=tuple(json.loads(metadata[f"{META_PREFIX}std"])),
                 preprocessing=metadata.get(f"{META_PREFIX}preprocessing", PREPROCESSING),
+                precision=metadata.get(f"{META_PREFIX}precision", "fp32"),
+                embedding_space=metadata.get(f"{META_PREFIX}embedding_space", ""),
             )
         except KeyError as missing:
             raise ValueError(f"{where} is not a Knockoff export: metadata {missing} is missing") from None
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """One intra-op pool as wide as the cores (or `threads`); decode threads run beside it."""
+DEVICES = ("cpu", "cuda")
+_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device cannot run the model with this onnxruntime build."""
+
+
+def session_options(threads: int | None = None, spin: bool = False) -> ort.SessionOptions:
+    """One intra-op pool as wide as the cores (or `threads`).
+
+    Spinning is off by default: while the pool busy-waits between operators it takes the
+    cores the decode threads need, and on a small machine that costs more than it saves.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return options
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime execution providers for `device`, or a clear error when the build lacks them."""
+    if device not in _PROVIDERS:
+        raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise DeviceUnavailableError(
+            "--device cuda needs onnxruntime's CUDA provider, and this onnxruntime has only "
+            f"{', '.join(available)}. Install the GPU build in place of the CPU one: "
+            "pip uninstall -y onnxruntime && pip install 'knockoff[gpu]'"
+        )
+    return _PROVIDERS[device]
 
 
 class OnnxEmbedder:
     """uint8 (N, S, S, 3) RGB -> float32 (N, D) L2-normalised embeddings."""
 
-    def __init__(self, path: Path | str, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, path: Path | str, threads: int | None = None, device: str = "cpu", spin: bool = False) -> None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found (run `dvc repro` or `knockoff export`)")
         self.path = path
-        self.session = ort.InferenceSession(
-            str(path), session_options(threads), providers=providers or ["CPUExecutionProvider"]
-        )
+        self.device = device
+        self.session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers_for(device))
+        if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            # onnxruntime falls back to the CPU when CUDA or cuDNN libraries are missing
+            raise DeviceUnavailableError(
+                "onnxruntime could not start its CUDA provider (are the CUDA and cuDNN libraries "
+                "onnxruntime-gpu needs installed?); run without --device cuda to use the CPU"
+            )
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(metadata, where=str(path))
         self._input_name = self.session.get_inputs()[0].name

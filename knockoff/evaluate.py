@@ -8,6 +8,8 @@ a FAISS gallery, the screening scorer.
   and recall of its `flagged` decision, estimated out-of-sample by 2-fold cross-fitting.
 - grocery packages: queries = val phone photos; gallery = one studio iconic image per
   product, then iconic + train photos: Recall@1 (the nearest reference is the product).
+- the int8 model (`export --int8`), as deployed: its queries against galleries embedded by
+  the fp32 model it was quantized from; its ROC-AUC and AP beside fp32's.
 - the previous model (by default the one committed at git HEAD) is measured on the same
   photos; if the new model is worse by more than the tolerance, the stage fails.
 """
@@ -51,23 +53,41 @@ class _Embedded:
     vectors: np.ndarray
 
 
-def evaluate_model(embedder: OnnxEmbedder, config: EvaluateConfig, scorer: ScorerParams) -> tuple[dict, dict]:
-    """(metrics, curves) of one model."""
-    cache: dict[str, _Embedded] = {}
+class EmbeddingCache:
+    """Each (model, source) embedded once per run, whichever measurement asks first."""
+
+    def __init__(self, config: EvaluateConfig) -> None:
+        self.config = config
+        self._cache: dict[tuple[str, str], _Embedded] = {}
+
+    def get(self, embedder: OnnxEmbedder, spec: str) -> _Embedded:
+        key = (embedder.info.version, spec)
+        if key not in self._cache:
+            records = list(read_source(spec))
+            label = f"{embedder.info.kind} {embedder.info.precision} {Path(spec).stem}"
+            vectors, kept, _ = embed_records(embedder, records, self.config.batch_size, self.config.workers, label)
+            self._cache[key] = _Embedded(kept, vectors)
+        return self._cache[key]
+
+
+def evaluate_model(embedder: OnnxEmbedder, config: EvaluateConfig, scorer: ScorerParams,
+                   gallery_embedder: OnnxEmbedder | None = None, cache: EmbeddingCache | None = None) -> tuple[dict, dict]:
+    """(metrics, curves) of one model. `gallery_embedder` embeds the references when it is
+    not the model itself: an int8 model is measured as it is deployed, against galleries
+    its fp32 model built."""
+    cache = cache or EmbeddingCache(config)
+    gallery_embedder = gallery_embedder or embedder
 
     def embedded(spec: str) -> _Embedded:
-        if spec not in cache:
-            records = list(read_source(spec))
-            vectors, kept, _ = embed_records(embedder, records, config.batch_size, config.workers, f"{embedder.info.kind} {Path(spec).stem}")
-            cache[spec] = _Embedded(kept, vectors)
-        return cache[spec]
+        return cache.get(embedder, spec)
 
     def gallery_of(*specs: str) -> Gallery:
-        parts = [embedded(s) for s in specs]
+        parts = [cache.get(gallery_embedder, s) for s in specs]
         records = [r for p in parts for r in p.records]
-        return Gallery.build(np.concatenate([p.vectors for p in parts]), records, embedder.info, scorer=scorer)
+        return Gallery.build(np.concatenate([p.vectors for p in parts]), records, gallery_embedder.info, scorer=scorer)
 
-    metrics: dict = {"model_version": embedder.info.version, "embedding_dim": embedder.info.embedding_dim}
+    metrics: dict = {"model_version": embedder.info.version, "precision": embedder.info.precision,
+                     "embedding_dim": embedder.info.embedding_dim}
     curves: dict = {}
     if config.sneakers_gallery and config.sneakers_queries:
         queries = embedded(config.sneakers_queries)
@@ -154,12 +174,19 @@ def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerPara
     """Evaluate each named model (and the previous one, if given), write metrics.json and
     ROC/PR plots under out_dir; raise RegressionError after writing if the model regressed."""
     results, curves = {}, {}
-    for name, path in models.items():
-        results[name], curves[name] = evaluate_model(OnnxEmbedder(path), config, scorer)
+    cache = EmbeddingCache(config)
+    embedders = {name: OnnxEmbedder(path) for name, path in models.items()}
+    by_version = {embedder.info.version: embedder for embedder in embedders.values()}
+    for name, embedder in embedders.items():
+        gallery_embedder = by_version.get(embedder.info.space, embedder)
+        results[name], curves[name] = evaluate_model(embedder, config, scorer, gallery_embedder, cache)
+    if "int8" in results and "finetuned" in results and "sneakers" in results["int8"]:
+        results["int8_vs_fp32"] = {metric: results["int8"]["sneakers"][metric] - results["finetuned"]["sneakers"][metric]
+                                   for metric in ("roc_auc", "average_precision")}
     if previous is not None and "finetuned" in results and "sneakers" in results["finetuned"]:
         embedder = OnnxEmbedder(previous)
         same = embedder.info.version == results["finetuned"]["model_version"]
-        results["previous"] = results["finetuned"] if same else evaluate_model(embedder, config, scorer)[0]
+        results["previous"] = results["finetuned"] if same else evaluate_model(embedder, config, scorer, cache=cache)[0]
         results["comparison"] = compare(results["finetuned"], results["previous"], config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")

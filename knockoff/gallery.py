@@ -114,7 +114,7 @@ class Gallery:
         references = _reference_table(records, data_root)
         info = GalleryInfo(
             version="",
-            model_version=model.version,
+            model_version=model.space,
             model_name=model.name,
             embedding_dim=model.embedding_dim,
             index_factory=index_factory,
@@ -148,10 +148,11 @@ class Gallery:
         self.refresh_version()
 
     def check_model(self, model: ModelInfo) -> None:
-        if model.version != self.info.model_version:
+        """Refuse a model from another embedding space (an int8 export shares its fp32 model's)."""
+        if model.space != self.info.model_version:
             raise ModelMismatchError(
                 f"gallery {self.info.version} was built with model {self.info.model_version}, "
-                f"not {model.version} ({model.name}); rebuild it with `knockoff index` for this model"
+                f"not {model.version} ({model.name}, {model.precision}); rebuild it with `knockoff index` for this model"
             )
 
     def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 One row per input image. Evidence columns hold lists of references; CSV stores them as JSON
 text. Rows are written batch by batch (Parquet row groups), so memory stays flat, into a
-temporary file that is renamed into place only when the run completes.
+temporary file that is renamed into place only when it is complete (screening first writes
+resumable parts: knockoff/parts.py).
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ class ResultWriter:
             for row in rows:
                 self._handle.write(json.dumps(row) + "\n")
         self.rows += len(rows)
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if self.format == "parquet":
+            self._parquet.write_batch(batch)
+            self.rows += batch.num_rows
+        else:
+            self.write(batch.to_pylist())
 
     def close(self) -> None:
         self._finish()

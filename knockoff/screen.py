@@ -1,16 +1,27 @@
 """`knockoff screen`: score listing photos for counterfeits. Never imports torch.
 
-inputs (folders, globs, manifests) -> records -> parallel decode -> batched onnxruntime
-embedding -> FAISS search -> calibrated score + evidence -> rows, written batch by batch.
-An image that cannot be read becomes a row with `error` set; the run goes on.
+A streaming pipeline whose stages overlap through bounded queues, so the cores stay busy on
+the model and memory does not grow with the crawl:
+
+    records -> [decode threads: reduce-on-decode JPEG, resize] -> batches (bounded prefetch)
+            -> [main thread: onnxruntime, releases the GIL] -> embeddings
+            -> [post thread: FAISS search, scoring, evidence, Parquet part] (bounded)
+
+An image that cannot be read becomes a row with `error` set; the run goes on. Rows are
+committed in parts, so an interrupted run resumes where it stopped (`--resume`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from threading import Event
 
+import numpy as np
 from tqdm import tqdm
 
 from knockoff.batches import DecodedBatch, decode_batches
@@ -18,8 +29,9 @@ from knockoff.data import read_source
 from knockoff.embedding import OnnxEmbedder
 from knockoff.gallery import Gallery
 from knockoff.matching import MatchBatch, match
+from knockoff.parts import PartWriter, parts_dir
 from knockoff.records import ImageRecord
-from knockoff.results import RESULT_SCHEMA, ResultWriter
+from knockoff.results import RESULT_SCHEMA
 
 DEFAULT_MODEL = Path("models/knockoff.onnx")
 DEFAULT_GALLERY = Path("models/gallery")
@@ -28,8 +40,17 @@ DEFAULT_GALLERY = Path("models/gallery")
 @dataclass(frozen=True)
 class ScreenOptions:
     batch_size: int = 32
-    decode_workers: int = 2
+    decode_workers: int | None = None  # None: one per core
     threads: int | None = None  # onnxruntime intra-op threads; None = all cores
+    device: str = "cpu"
+    prefetch: int = 2  # decoded batches waiting for the model
+    post_queue: int = 2  # embedded batches waiting for search, scoring and writing
+    rows_per_part: int = 4096  # rows per committed part: the most a crash can cost
+    resume: bool = False
+
+    @property
+    def workers(self) -> int:
+        return self.decode_workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -40,10 +61,12 @@ class ScreenSummary:
     out: Path
     model_version: str
     index_version: str
+    resumed_from: int = 0
 
     def line(self) -> str:
+        resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
         return (
-            f"screened {self.screened} images: {self.flagged} flagged, {self.failed} failed "
+            f"screened {self.screened} images{resumed}: {self.flagged} flagged, {self.failed} failed "
             f"-> {self.out} (model {self.model_version}, gallery {self.index_version})"
         )
 
@@ -53,6 +76,34 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[ImageRecord]:
         yield from read_source(spec)
 
 
+class Scorer:
+    """A model and the gallery built for it: decoded batches -> result rows."""
+
+    def __init__(self, model_path: Path, gallery_path: Path, threads: int | None = None, device: str = "cpu") -> None:
+        self.embedder = OnnxEmbedder(model_path, threads=threads, device=device)
+        self.gallery = Gallery.load(gallery_path, model=self.embedder.info)
+        if self.gallery.info.calibration is None:
+            raise ValueError(f"gallery {gallery_path} has no calibration; build it with `knockoff index --calibration ...`")
+        self.versions = {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
+        self.brands = product_brands(self.gallery)
+
+    @property
+    def input_size(self) -> int:
+        return self.embedder.info.input_size
+
+    def embed(self, batch: DecodedBatch) -> np.ndarray:
+        return self.embedder.embed(batch.images)
+
+    def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> list[dict]:
+        return result_rows(batch, match(self.gallery, embeddings), self.gallery, self.versions, self.brands)
+
+
+def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:
+    """What an interrupted run and its --resume must share."""
+    resolved = [str(Path(spec).resolve()) if Path(spec).exists() else spec for spec in inputs]
+    return {"inputs": resolved, **scorer.versions}
+
+
 def screen(
     inputs: list[str],
     out: Path,
@@ -60,29 +111,57 @@ def screen(
     gallery_path: Path = DEFAULT_GALLERY,
     options: ScreenOptions = ScreenOptions(),
 ) -> ScreenSummary:
-    embedder = OnnxEmbedder(model_path, threads=options.threads)
-    gallery = Gallery.load(gallery_path, model=embedder.info)
-    if gallery.info.calibration is None:
-        raise ValueError(f"gallery {gallery_path} has no calibration; build it with `knockoff index --calibration ...`")
-    versions = {"model_version": embedder.info.version, "index_version": gallery.info.version}
-    brands = product_brands(gallery)
-    writer = ResultWriter(out, metadata=versions)
-    flagged = failed = 0
+    out = Path(out)
+    scorer = Scorer(model_path, gallery_path, options.threads, options.device)
+    if options.resume and out.exists() and not parts_dir(out).exists():
+        raise ValueError(f"nothing to resume: {out} is already complete (screen to another file, or delete it)")
+    parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.versions)
     try:
-        batches = decode_batches(iter_inputs(inputs), embedder.info.input_size, options.batch_size, options.decode_workers)
-        with tqdm(desc="screen", unit="img") as progress:
-            for batch in batches:
-                matches = match(gallery, embedder.embed(batch.images))
-                rows = result_rows(batch, matches, gallery, versions, brands)
-                writer.write(rows)
-                flagged += sum(bool(row["flagged"]) for row in rows)
-                failed += sum(row["error"] is not None for row in rows)
+        records = parts.skip_done(iter_inputs(inputs))
+        with tqdm(desc="screen", unit="img", initial=parts.done) as progress:
+            def write(rows: list[dict]) -> None:
+                parts.write(rows)
                 progress.update(len(rows))
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    return ScreenSummary(writer.rows, flagged, failed, out, *versions.values())
+
+            run_pipeline(records, scorer, options, write)
+        merged = parts.finish()
+    finally:
+        parts.close()
+    return ScreenSummary(merged.rows, merged.flagged, merged.failed, out, *scorer.versions.values(), parts.done)
+
+
+def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: ScreenOptions,
+                 sink: Callable[[list[dict]], None]) -> None:
+    """Decode, embed and post-process overlapping; `sink` gets each batch's rows in input order.
+
+    The post stage (FAISS search, scoring, building rows, `sink`) runs in one thread beside
+    the model, at most `post_queue` batches behind it. Its first error stops the run: no
+    later batch reaches `sink`, so the output never has a gap.
+    """
+    failed = Event()
+
+    def post(batch: DecodedBatch, embeddings: np.ndarray) -> None:
+        if failed.is_set():
+            return
+        try:
+            sink(scorer.rows(batch, embeddings))
+        except BaseException:
+            failed.set()
+            raise
+
+    batches = decode_batches(records, scorer.input_size, options.batch_size, options.workers, options.prefetch)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="post") as executor:
+        pending: deque[Future[None]] = deque()
+        try:
+            for batch in batches:
+                pending.append(executor.submit(post, batch, scorer.embed(batch)))
+                while len(pending) > options.post_queue:
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
+        except BaseException:
+            failed.set()
+            raise
 
 
 def product_brands(gallery: Gallery) -> dict[str, str]:

@@ -40,3 +40,15 @@ def tiny_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     export_onnx(model, model_info(model, model_version(model), "finetuned"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gallery(tiny_onnx, tmp_path_factory) -> Path:
+    """A calibrated gallery of the bundled sample's train photos for the tiny model (read-only)."""
+    from knockoff.indexing import IndexConfig, index
+
+    directory = tmp_path_factory.mktemp("tiny-gallery") / "gallery"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+        index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, directory)
+    return directory

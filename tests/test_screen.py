@@ -1,20 +1,21 @@
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from knockoff.gallery import Gallery, ModelMismatchError
 from knockoff.indexing import IndexConfig, index
-from knockoff.screen import screen
+from knockoff.parts import parts_dir
+from knockoff.screen import Scorer, ScreenOptions, screen
 from tests.helpers import SAMPLE, write_image
-
-
-@pytest.fixture
-def tiny_gallery(tiny_onnx, tmp_path, monkeypatch):
-    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
-    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")
-    return tmp_path / "gallery"
 
 
 def test_folder_glob_and_manifest_inputs_each_give_rows(tiny_onnx, tiny_gallery, tmp_path):
@@ -34,11 +35,12 @@ def test_folder_glob_and_manifest_inputs_each_give_rows(tiny_onnx, tiny_gallery,
 
 
 def test_gallery_of_another_model_is_refused(tiny_onnx, tiny_gallery, tmp_path):
-    info = json.loads((tiny_gallery / "gallery.json").read_text())
+    other = shutil.copytree(tiny_gallery, tmp_path / "other-gallery")
+    info = json.loads((other / "gallery.json").read_text())
     info["model_version"] = "someone-else"
-    (tiny_gallery / "gallery.json").write_text(json.dumps(info))
+    (other / "gallery.json").write_text(json.dumps(info))
     with pytest.raises(ModelMismatchError):
-        screen([str(SAMPLE / "listings.csv")], tmp_path / "r.parquet", tiny_onnx, tiny_gallery)
+        screen([str(SAMPLE / "listings.csv")], tmp_path / "r.parquet", tiny_onnx, other)
     assert not (tmp_path / "r.parquet").exists()
 
 
@@ -54,3 +56,72 @@ def test_results_carry_versions_in_file_metadata(tiny_onnx, tiny_gallery, tmp_pa
     metadata = pq.read_schema(tmp_path / "r.parquet").metadata
     assert metadata[b"knockoff.index_version"].decode() == Gallery.load(tiny_gallery).info.version == summary.index_version
     assert summary.failed == 1 and summary.screened == 1
+
+
+def _crawl(tmp_path, rows: int) -> Path:
+    """A manifest of `rows` listings cycling over the sample photos and one corrupt upload."""
+    photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
+    photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
+    manifest = tmp_path / "crawl.csv"
+    lines = ["listing_id,path"] + [f"L{i},{photos[i % len(photos)]}" for i in range(rows)]
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def test_resume_after_an_interruption_screens_only_the_rest(tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
+    crawl = _crawl(tmp_path, 100)
+    options = ScreenOptions(batch_size=8, rows_per_part=16)
+    reference = screen([str(crawl)], tmp_path / "full.parquet", tiny_onnx, tiny_gallery, options)
+
+    real_rows, calls = Scorer.rows, []
+
+    def interrupted_rows(self, batch, embeddings):
+        calls.append(len(batch.records))
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real_rows(self, batch, embeddings)
+
+    monkeypatch.setattr(Scorer, "rows", interrupted_rows)
+    with pytest.raises(KeyboardInterrupt):
+        screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, options)
+    assert not (tmp_path / "r.parquet").exists()
+    with pytest.raises(ValueError, match="--resume"):
+        screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, options)
+
+    calls.clear()
+    monkeypatch.setattr(Scorer, "rows", lambda self, b, e: calls.append(len(b.records)) or real_rows(self, b, e))
+    summary = screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, replace(options, resume=True))
+    assert summary.resumed_from == 32 and sum(calls) == 100 - 32  # two whole parts survived
+    _assert_same_rows(tmp_path / "r.parquet", tmp_path / "full.parquet")
+    assert (summary.screened, summary.failed, summary.flagged) == (reference.screened, reference.failed, reference.flagged)
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny_onnx, tiny_gallery, tmp_path):
+    crawl = _crawl(tmp_path, 1500)
+    command = [sys.executable, "-m", "knockoff", "screen", str(crawl), "--model", str(tiny_onnx), "--index",
+               str(tiny_gallery), "--batch-size", "8", "--part-rows", "64", "--threads", "1", "--workers", "1"]
+    out = tmp_path / "r.parquet"
+    process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(parts_dir(out).glob("part-*.parquet"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists() and len(list(parts_dir(out).glob("part-*.parquet"))) >= 2
+
+    resumed = subprocess.run([*command, "--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed after" in resumed.stdout and "screened 1500 images" in resumed.stdout
+    full = subprocess.run([*command, "--out", str(tmp_path / "full.parquet")], capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    _assert_same_rows(out, tmp_path / "full.parquet")
+
+
+def _assert_same_rows(path: Path, expected_path: Path) -> None:
+    table, expected = pq.read_table(path), pq.read_table(expected_path)
+    assert table.column("listing_id").to_pylist() == expected.column("listing_id").to_pylist()
+    assert len(set(table.column("listing_id").to_pylist())) == table.num_rows
+    assert table.column("error").to_pylist() == expected.column("error").to_pylist()
+    scores = np.array(table.column("score").to_pylist(), dtype=float)
+    expected_scores = np.array(expected.column("score").to_pylist(), dtype=float)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)

@@ -1,7 +1,7 @@
 """Readers that turn datasets, manifests, folders and globs into ImageRecords.
 
 `read_source` takes one spec and picks the reader:
-- a manifest file (.csv/.parquet/.jsonl),
+- a manifest file (.csv/.parquet/.jsonl), local or in object storage (s3://, gs://, ...),
 - a Roboflow YOLO export split (`sneakers/train`) or whole export (`sneakers`),
 - a GroceryStoreDataset split (`grocery-packages/val`, `grocery-packages/iconic`),
 - a plain folder tree, or a glob pattern.
@@ -20,6 +20,7 @@ from knockoff.data.grocery import ICONIC_SPLIT, is_grocery_dataset, read_grocery
 from knockoff.data.manifest import ManifestError, is_manifest, read_manifest
 from knockoff.data.roboflow import is_roboflow_dataset, is_roboflow_split, read_roboflow
 from knockoff.records import ImageRecord
+from knockoff.storage import is_object_store
 
 DEFAULT_DATA_ROOT = "data/raw"
 _ROBOFLOW_SPLITS = ("train", "valid", "test")
@@ -46,6 +47,11 @@ def resolve_spec(spec: str, root: Path | None = None) -> Path:
 
 
 def read_source(spec: str, root: Path | None = None) -> Iterator[ImageRecord]:
+    if is_object_store(spec):  # s3://bucket/crawl.parquet: only manifests live in object storage
+        if not is_manifest(spec):
+            raise ValueError(f"{spec}: from object storage, give a manifest (.csv/.parquet/.jsonl)")
+        yield from read_manifest(spec)
+        return
     if any(char in spec for char in "*?[") and not Path(spec).exists():
         yield from read_glob(spec)
         return

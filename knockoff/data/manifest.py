@@ -2,18 +2,23 @@
 
 Columns: `path` (local, relative to the manifest's folder) or `url`, and optionally
 `listing_id`, `product`, `label` (or `authenticity`: genuine/fake/original/counterfeit/0/1),
-`brand`. Rows are streamed, so a manifest of millions of rows is never held in memory.
+`brand`. Rows are streamed, so a manifest of millions of rows is never held in memory. The
+manifest itself may live in object storage (`s3://bucket/crawl/manifest.parquet`, read with
+pyarrow's filesystems); its relative paths then resolve under the same prefix.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from knockoff.imaging import is_url
+from knockoff.storage import is_object_store
 from knockoff.records import ImageRecord, parse_authenticity
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq", ".jsonl", ".ndjson"})
@@ -29,14 +34,16 @@ class ManifestError(ValueError):
     """The manifest itself is unusable (missing columns, bad label): says file and row."""
 
 
-def is_manifest(path: Path) -> bool:
-    return path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file()
+def is_manifest(path: Path | str) -> bool:
+    suffix = Path(str(path).split("://")[-1]).suffix.lower()
+    return suffix in MANIFEST_SUFFIXES and (is_object_store(str(path)) or Path(path).is_file())
 
 
-def read_manifest(manifest_path: Path, source: str | None = None) -> Iterator[ImageRecord]:
-    manifest_path = Path(manifest_path)
-    base_dir = _path_base(manifest_path)
-    source = source or manifest_path.name
+def read_manifest(manifest_path: Path | str, source: str | None = None) -> Iterator[ImageRecord]:
+    remote = is_object_store(str(manifest_path))
+    manifest_path = str(manifest_path) if remote else Path(manifest_path)
+    base_dir = str(manifest_path).rsplit("/", 1)[0] if remote else _path_base(manifest_path)
+    source = source or str(manifest_path).rsplit("/", 1)[-1]
     for row_number, row in _iter_rows(manifest_path):
         try:
             yield _to_record(row, base_dir, source)
@@ -58,10 +65,23 @@ def _path_base(manifest_path: Path) -> Path:
     return manifest_path.parent
 
 
-def _iter_rows(manifest_path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    suffix = manifest_path.suffix.lower()
+@contextmanager
+def _open_binary(manifest_path: Path | str) -> Iterator[IO[bytes]]:
+    if isinstance(manifest_path, Path):
+        with open(manifest_path, "rb") as handle:
+            yield handle
+    else:
+        from pyarrow import fs
+
+        filesystem, object_path = fs.FileSystem.from_uri(manifest_path)
+        with filesystem.open_input_file(object_path) as handle:
+            yield handle
+
+
+def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    suffix = Path(str(manifest_path).split("://")[-1]).suffix.lower()
     if suffix == ".csv":
-        with open(manifest_path, newline="", encoding="utf-8-sig") as handle:
+        with _open_binary(manifest_path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             _check_columns(manifest_path, reader.fieldnames or [])
             # Row numbers count the header as row 1, as a spreadsheet shows them.
@@ -69,15 +89,16 @@ def _iter_rows(manifest_path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     elif suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        parquet = pq.ParquetFile(manifest_path)
-        _check_columns(manifest_path, parquet.schema_arrow.names)
-        row_number = 1
-        for batch in parquet.iter_batches(batch_size=8192):
-            for row in batch.to_pylist():
-                yield row_number, row
-                row_number += 1
+        with _open_binary(manifest_path) as raw:
+            parquet = pq.ParquetFile(raw)
+            _check_columns(manifest_path, parquet.schema_arrow.names)
+            row_number = 1
+            for batch in parquet.iter_batches(batch_size=8192):
+                for row in batch.to_pylist():
+                    yield row_number, row
+                    row_number += 1
     else:
-        with open(manifest_path, encoding="utf-8") as handle:
+        with _open_binary(manifest_path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as handle:
             checked = False
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -92,15 +113,15 @@ def _iter_rows(manifest_path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield line_number, row
 
 
-def _check_columns(manifest_path: Path, columns: list[str]) -> None:
+def _check_columns(manifest_path: Path | str, columns: list[str]) -> None:
     if "path" not in columns and "url" not in columns:
         raise ManifestError(f"{manifest_path}: needs a 'path' or 'url' column, has {columns}")
 
 
-def _to_record(row: dict[str, Any], base_dir: Path, source: str) -> ImageRecord:
+def _to_record(row: dict[str, Any], base_dir: Path | str, source: str) -> ImageRecord:
     location = _text(row.get("path")) or _text(row.get("url")) or ""
-    if location and not is_url(location) and not Path(location).is_absolute():
-        location = str(base_dir / location)
+    if location and not is_url(location) and not is_object_store(location) and not Path(location).is_absolute():
+        location = f"{base_dir}/{location}" if isinstance(base_dir, str) else str(base_dir / location)
     label = next((row[c] for c in _LABEL_COLUMNS if row.get(c) not in (None, "")), None)
     return ImageRecord(
         path=location,

@@ -6,6 +6,7 @@ import pytest
 
 from knockoff.data.manifest import ManifestError, read_manifest
 from knockoff.records import FAKE, GENUINE
+from tests.helpers import write_image
 
 
 ROWS = [
@@ -63,3 +64,37 @@ def test_bad_json_line_names_the_line(tmp_path):
     manifest.write_text('{"path": "a.jpg"}\n{oops\n')
     with pytest.raises(ManifestError, match="line 2"):
         list(read_manifest(manifest))
+
+
+def test_manifest_and_photos_in_object_storage(tmp_path, monkeypatch):
+    """s3:// manifests resolve relative paths under their prefix; photos read through pyarrow.fs.
+
+    No object store is reachable here, so pyarrow's S3 filesystem is swapped for its local
+    one rooted at a folder that plays the bucket; everything above pyarrow.fs is real.
+    """
+    from pyarrow import fs
+
+    from knockoff.data import read_source
+    from knockoff.storage import load_rgb
+
+    bucket = tmp_path / "bucket"
+    write_image(bucket / "crawl" / "images" / "a.jpg")
+    pq.write_table(pa.table({"path": ["images/a.jpg"], "listing_id": ["A1"]}), _mkparent(bucket / "crawl" / "m.parquet"))
+
+    class BucketOnDisk:
+        @staticmethod
+        def from_uri(uri: str):
+            assert uri.startswith("s3://bucket/")
+            return fs.LocalFileSystem(), str(bucket / uri.removeprefix("s3://bucket/"))
+
+    monkeypatch.setattr(fs, "FileSystem", BucketOnDisk)
+    [record] = list(read_source("s3://bucket/crawl/m.parquet"))
+    assert record.path == "s3://bucket/crawl/images/a.jpg" and record.listing_id == "A1"
+    assert load_rgb(record.path, 32).shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="give a manifest"):
+        list(read_source("s3://bucket/crawl/images"))
+
+
+def _mkparent(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

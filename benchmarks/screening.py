@@ -1,0 +1,155 @@
+"""Screening throughput on this machine, measured in one run, with the ratios that matter.
+
+On real 640 px sneaker JPEGs (sneakers train + valid from KNOCKOFF_DATA, >= 2,000 photos):
+1. model only: the exported ONNX model on pre-decoded batches (images/s);
+2. end to end: `knockoff screen` (decode -> embed -> search -> score -> write Parquet),
+   from the call to the closed file, model and gallery loading included;
+3. naive baseline: the timm model in PyTorch eager mode, PIL full decode and resize, one
+   image at a time, brute-force numpy search of the same gallery;
+4. int8 beside fp32, model only and end to end.
+
+    KNOCKOFF_DATA=../shared/datasets python benchmarks/screening.py
+    (needs the [train] extra for the baseline, and models/checkpoint.pt from `dvc repro`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from knockoff.batches import decode_batches
+from knockoff.data import read_sources
+from knockoff.embedding import OnnxEmbedder
+from knockoff.gallery import Gallery
+from knockoff.screen import ScreenOptions, screen
+
+
+def photos(specs: list[str], count: int) -> list[str]:
+    paths = [record.path for record in read_sources(specs)]
+    if len(paths) < count:
+        raise SystemExit(f"only {len(paths)} photos in {specs}; need {count}")
+    return paths[:count]
+
+
+def model_only(model: Path, images: np.ndarray, batch_size: int, threads: int | None) -> float:
+    """Images/s of session.run alone on pre-decoded uint8 batches (one warm-up batch first)."""
+    embedder = OnnxEmbedder(model, threads=threads, spin=True)  # nothing else runs: let it spin
+    embedder.embed(images[:batch_size])
+    started = time.perf_counter()
+    for start in range(0, len(images), batch_size):
+        embedder.embed(images[start:start + batch_size])
+    return len(images) / (time.perf_counter() - started)
+
+
+def end_to_end(model: Path, gallery: Path, manifest: Path, count: int, options: ScreenOptions) -> float:
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        summary = screen([str(manifest)], Path(scratch) / "results.parquet", model, gallery, options)
+        seconds = time.perf_counter() - started
+    assert summary.screened == count and summary.failed == 0, summary.line()
+    return count / seconds
+
+
+def naive(checkpoint: Path, gallery_path: Path, paths: list[str], size: int) -> float:
+    """timm in PyTorch eager mode, PIL decode at full size, one photo at a time, numpy search."""
+    import torch
+    from PIL import Image
+
+    from knockoff.model.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    gallery = Gallery.load(gallery_path)
+    references = gallery.index.reconstruct_n(0, gallery.index.ntotal)  # (n, D) for brute force
+    is_fake = gallery.is_fake
+    k = gallery.info.scorer.k
+
+    def score(path: str) -> float:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+        with torch.inference_mode():
+            embedding = model(torch.from_numpy(pixels)[None]).numpy()[0]
+        similarities = references @ embedding
+        nearest = np.argpartition(-similarities, k)[:k]
+        weights = np.exp((similarities[nearest] - similarities[nearest].max()) / gallery.info.scorer.temperature)
+        return float((weights * is_fake[nearest]).sum() / weights.sum())
+
+    score(paths[0])  # warm-up
+    started = time.perf_counter()
+    for path in paths:
+        score(path)
+    return len(paths) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", nargs="+", default=["sneakers/train", "sneakers/valid"])
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--model", type=Path, default=Path("models/knockoff.onnx"))
+    parser.add_argument("--int8", type=Path, default=Path("models/knockoff.int8.onnx"))
+    parser.add_argument("--index", type=Path, default=Path("models/gallery"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/checkpoint.pt"))
+    parser.add_argument("--naive-count", type=int, default=300, help="photos for the (slow) naive baseline")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("reports/benchmark-screening.json"))
+    args = parser.parse_args()
+
+    paths = photos(args.photos, args.count)
+    size = OnnxEmbedder(args.model).info.input_size
+    manifest = Path(tempfile.mkdtemp()) / "crawl.csv"
+    manifest.write_text("path\n" + "\n".join(paths) + "\n")
+    print(f"{len(paths)} photos from {args.photos}, {os.cpu_count()} cores; batch {args.batch_size}")
+    images = np.concatenate([b.images for b in decode_batches([_record(p) for p in paths], size, 64)])
+    print(f"  decoded once for the model-only runs: {images.shape}")
+
+    options = ScreenOptions(batch_size=args.batch_size, threads=args.threads)
+    figures: dict[str, float] = {}
+    for precision, model in (("fp32", args.model), ("int8", args.int8)):
+        if not model.is_file():
+            print(f"  {model} missing: no {precision} figures")
+            continue
+        figures[f"{precision}_model_only"] = model_only(model, images, args.batch_size, args.threads)
+        print(f"  {precision} model only: {figures[f'{precision}_model_only']:.1f} images/s", flush=True)
+        figures[f"{precision}_end_to_end"] = end_to_end(model, args.index, manifest, len(paths), options)
+        print(f"  {precision} end to end: {figures[f'{precision}_end_to_end']:.1f} images/s", flush=True)
+    if args.checkpoint.is_file():
+        figures["naive"] = naive(args.checkpoint, args.index, paths[:args.naive_count], size)
+        print(f"  naive baseline ({args.naive_count} photos): {figures['naive']:.1f} images/s", flush=True)
+    else:
+        print(f"  {args.checkpoint} missing (`dvc pull` or `dvc repro`): no naive baseline")
+
+    ratios = _ratios(figures)
+    print("\nratios")
+    for name, value in ratios.items():
+        print(f"  {name:<40} {value:6.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"photos": len(paths), "cores": os.cpu_count(), "batch_size": args.batch_size,
+                                    "images_per_s": figures, "ratios": ratios}, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+def _ratios(figures: dict[str, float]) -> dict[str, float]:
+    wanted = {
+        "fp32 end-to-end / model-only": ("fp32_end_to_end", "fp32_model_only"),
+        "fp32 end-to-end / naive": ("fp32_end_to_end", "naive"),
+        "int8 end-to-end / model-only": ("int8_end_to_end", "int8_model_only"),
+        "int8 / fp32 model-only": ("int8_model_only", "fp32_model_only"),
+        "int8 / fp32 end-to-end": ("int8_end_to_end", "fp32_end_to_end"),
+    }
+    return {name: round(figures[a] / figures[b], 3) for name, (a, b) in wanted.items() if a in figures and b in figures}
+
+
+def _record(path: str):
+    from knockoff.records import ImageRecord
+
+    return ImageRecord(path=path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+import pyarrow.parquet as pq
+import pytest
+
+from knockoff.parts import PartWriter, ResumeError, parts_dir
+from knockoff.records import ImageRecord
+
+
+def _rows(start: int, count: int) -> list[dict]:
+    return [{"path": f"p{i}.jpg", "listing_id": str(i), "score": i / 100, "flagged": i % 3 == 0,
+             "error": "broken" if i % 7 == 0 else None} for i in range(start, start + count)]
+
+
+def test_parts_commit_whole_and_merge_in_order(tmp_path):
+    out = tmp_path / "r.parquet"
+    writer = PartWriter(out, {"inputs": ["a"]}, rows_per_part=10, metadata={"model_version": "m1"})
+    for start in range(0, 25, 5):
+        writer.write(_rows(start, 5))
+    assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2  # rows 0-9, 10-19; 20-24 still open
+    summary = writer.finish()
+    table = pq.read_table(out)
+    assert table.column("listing_id").to_pylist() == [str(i) for i in range(25)]
+    assert (summary.rows, summary.flagged, summary.failed) == (25, 9, 4)
+    assert pq.read_schema(out).metadata[b"knockoff.model_version"] == b"m1"
+    assert not parts_dir(out).exists()
+
+
+def test_an_unfinished_part_is_dropped_and_resume_skips_the_committed_rows(tmp_path):
+    out = tmp_path / "r.csv"
+    run = {"inputs": ["crawl"], "model_version": "m1"}
+    writer = PartWriter(out, run, rows_per_part=4)
+    writer.write(_rows(0, 6))  # one batch of 6 reaches rows_per_part: committed as one part
+    writer.write(_rows(6, 2))  # rows 6-7 in an open part
+    # the process dies here: nothing closes the open part
+    resumed = PartWriter(out, run, resume=True, rows_per_part=4)
+    assert resumed.done == 6
+    records = [ImageRecord(path=f"p{i}.jpg") for i in range(10)]
+    remaining = list(resumed.skip_done(records))
+    assert [r.path for r in remaining] == [f"p{i}.jpg" for i in range(6, 10)]
+    resumed.write(_rows(6, 4))
+    resumed.finish()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 11 and [line.split(",")[1] for line in lines[1:]] == [f"p{i}.jpg" for i in range(10)]
+
+
+def test_leftover_parts_need_resume_and_the_same_run(tmp_path):
+    out = tmp_path / "r.parquet"
+    writer = PartWriter(out, {"inputs": ["a"], "model_version": "m1"}, rows_per_part=2)
+    writer.write(_rows(0, 2))
+    with pytest.raises(ResumeError, match="--resume"):
+        PartWriter(out, {"inputs": ["a"], "model_version": "m1"})
+    with pytest.raises(ResumeError, match="model_version"):
+        PartWriter(out, {"inputs": ["a"], "model_version": "m2"}, resume=True)
+
+
+def test_resume_refuses_changed_inputs(tmp_path):
+    out = tmp_path / "r.parquet"
+    writer = PartWriter(out, {"inputs": ["a"]}, rows_per_part=2)
+    writer.write(_rows(0, 2))
+    resumed = PartWriter(out, {"inputs": ["a"]}, resume=True)
+    with pytest.raises(ResumeError, match="row 1 was p1.jpg, now other.jpg"):
+        list(resumed.skip_done([ImageRecord(path="p0.jpg"), ImageRecord(path="other.jpg")]))
+
+
+def test_a_run_that_commits_nothing_leaves_nothing(tmp_path):
+    out = tmp_path / "r.parquet"
+    writer = PartWriter(out, {"inputs": ["a"]}, rows_per_part=100)
+    writer.write(_rows(0, 3))
+    writer.close()
+    assert not parts_dir(out).exists() and not out.exists()
+    PartWriter(out, {"inputs": ["a"]}).close()  # the next run starts fresh, no --resume needed
