@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-memory.json"))
     args = parser.parse_args()
-    paths = [record.path for record in read_sources(args.photos)]
+    paths = [os.path.abspath(record.path) for record in read_sources(args.photos)]  # the manifest lives elsewhere
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
