@@ -108,6 +108,7 @@ class Gallery:
         index = faiss.index_factory(model.embedding_dim, index_factory, faiss.METRIC_INNER_PRODUCT)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         if not index.is_trained:
+            _check_training_size(index, index_factory, len(vectors))
             index.train(vectors)
         index.add(vectors)
         _apply_search_parameters(index, search_parameters)
@@ -229,6 +230,17 @@ def _restricted_parameters(index: faiss.Index, selector: faiss.IDSelector, keep_
         params = faiss.SearchParameters(sel=selector)
     keep_alive.append(params)  # the C++ side holds raw pointers to nested parameters
     return params
+
+
+def _check_training_size(index: faiss.Index, index_factory: str, count: int) -> None:
+    """IVF learns its lists from the references; too few make poor lists (faiss only warns)."""
+    try:
+        lists = faiss.extract_index_ivf(index).nlist
+    except RuntimeError:  # not an IVF index
+        return
+    if count < 39 * lists:
+        raise ValueError(f"index {index_factory!r} needs at least {39 * lists} references to learn its {lists} lists, "
+                         f"got {count}: use Flat, or fewer lists (IVF{max(1, count // 39)},...)")
 
 
 def _apply_search_parameters(index: faiss.Index, search_parameters: str) -> None:

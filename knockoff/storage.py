@@ -28,6 +28,8 @@ def read_bytes(path: str) -> bytes:
             data = stream.read(MAX_DOWNLOAD_BYTES + 1)
     except (OSError, ValueError) as error:  # missing object, no credentials, unknown scheme
         raise ImageLoadError(f"cannot read {path}: {error}") from error
+    # The same limits as imaging.read_bytes. They are repeated, not shared: imaging.py is the
+    # preprocessing the model was trained with (a dependency of the DVC train stage).
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise ImageLoadError(f"{path} is larger than {MAX_DOWNLOAD_BYTES} bytes")
     if not data:

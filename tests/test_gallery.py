@@ -157,3 +157,9 @@ def test_fewer_references_than_asked_for():
     gallery = Gallery.build(clustered(3), _records(3), _info())
     similarities, rows = gallery.search(clustered(2, seed=5), 10)
     assert rows.shape == (2, 3)
+
+
+def test_ivf_with_too_few_references_to_learn_its_lists_is_refused():
+    with pytest.raises(ValueError, match="needs at least 1248 references"):
+        Gallery.build(clustered(1000), _records(1000), _info(), "IVF32,Flat", "nprobe=8")
+    Gallery.build(clustered(1248), _records(1248), _info(), "IVF32,Flat", "nprobe=8")  # enough
