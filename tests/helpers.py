@@ -26,3 +26,36 @@ def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: t
         image = image.convert(mode)
     image.save(path, **save_args)
     return path
+
+
+def write_crawl(manifest: Path, rows: int) -> Path:
+    """A manifest (.csv or .parquet) of `rows` listings cycling over the sample's photos and
+    its one corrupt upload, each row its own listing id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
+    photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
+    table = pa.table({"listing_id": [f"L{i}" for i in range(rows)], "path": [photos[i % len(photos)] for i in range(rows)]})
+    if manifest.suffix == ".parquet":
+        pq.write_table(table, manifest)
+    else:
+        manifest.write_text("listing_id,path\n" + "".join(f"{i},{p}\n" for i, p in zip(*table.to_pydict().values())))
+    return manifest
+
+
+def interrupt_scoring(monkeypatch, after_batches: int) -> list[int]:
+    """Make the screening pipeline stop with KeyboardInterrupt (as Ctrl-C does) when it reaches
+    its `after_batches`-th batch; returns the log of batch sizes scored."""
+    from knockoff.screen import Scorer
+
+    real_rows, calls = Scorer.rows, []
+
+    def rows(self, batch, embeddings):
+        calls.append(len(batch.records))
+        if len(calls) == after_batches:
+            raise KeyboardInterrupt
+        return real_rows(self, batch, embeddings)
+
+    monkeypatch.setattr(Scorer, "rows", rows)
+    return calls

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from knockoff.screen import ScreenOptions, screen
-from tests.helpers import SAMPLE
+from tests.helpers import interrupt_scoring, write_crawl
 
 ray = pytest.importorskip("ray")
 
@@ -17,21 +17,10 @@ def local_cluster():
     ray.shutdown()
 
 
-def _crawl(tmp_path, rows: int):
-    photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
-    photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
-    manifest = tmp_path / "crawl.parquet"
-    import pyarrow as pa
-
-    pq.write_table(pa.table({"listing_id": [f"L{i}" for i in range(rows)],
-                             "path": [photos[i % len(photos)] for i in range(rows)]}), manifest)
-    return manifest
-
-
 def test_ray_engine_gives_the_local_engines_rows(local_cluster, tiny_onnx, tiny_gallery, tmp_path):
     from knockoff.ray_engine import screen_ray
 
-    crawl = _crawl(tmp_path, 300)
+    crawl = write_crawl(tmp_path / "crawl.parquet", 300)
     options = ScreenOptions(batch_size=16)
     local = screen([str(crawl)], tmp_path / "local.parquet", tiny_onnx, tiny_gallery, options)
     distributed = screen_ray([str(crawl)], tmp_path / "ray.parquet", tiny_onnx, tiny_gallery, options,
@@ -51,23 +40,14 @@ def test_ray_engine_gives_the_local_engines_rows(local_cluster, tiny_onnx, tiny_
 def test_ray_engine_resumes_an_interrupted_run(local_cluster, tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
     """An interrupted local run, finished by --engine ray --resume: every row once, in order."""
     from knockoff.ray_engine import screen_ray
-    from knockoff.screen import Scorer
 
-    crawl = _crawl(tmp_path, 120)
+    crawl = write_crawl(tmp_path / "crawl.parquet", 120)
     options = ScreenOptions(batch_size=8, rows_per_part=16)
     screen([str(crawl)], tmp_path / "full.parquet", tiny_onnx, tiny_gallery, options)
-    real_rows, calls = Scorer.rows, []
-
-    def interrupted(self, batch, embeddings):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real_rows(self, batch, embeddings)
-
-    monkeypatch.setattr(Scorer, "rows", interrupted)
+    interrupt_scoring(monkeypatch, after_batches=5)
     with pytest.raises(KeyboardInterrupt):
         screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, options)
-    monkeypatch.setattr(Scorer, "rows", real_rows)
+    monkeypatch.undo()
     summary = screen_ray([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery,
                          ScreenOptions(batch_size=8, rows_per_part=16, resume=True), actors=1)
     assert summary.resumed_from == 32 and summary.screened == 120

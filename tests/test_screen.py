@@ -15,7 +15,7 @@ from knockoff.gallery import Gallery, ModelMismatchError
 from knockoff.indexing import IndexConfig, index
 from knockoff.parts import parts_dir
 from knockoff.screen import Scorer, ScreenOptions, screen
-from tests.helpers import SAMPLE, write_image
+from tests.helpers import SAMPLE, interrupt_scoring, write_crawl, write_image
 
 
 def test_folder_glob_and_manifest_inputs_each_give_rows(tiny_onnx, tiny_gallery, tmp_path):
@@ -58,37 +58,19 @@ def test_results_carry_versions_in_file_metadata(tiny_onnx, tiny_gallery, tmp_pa
     assert summary.failed == 1 and summary.screened == 1
 
 
-def _crawl(tmp_path, rows: int) -> Path:
-    """A manifest of `rows` listings cycling over the sample photos and one corrupt upload."""
-    photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
-    photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
-    manifest = tmp_path / "crawl.csv"
-    lines = ["listing_id,path"] + [f"L{i},{photos[i % len(photos)]}" for i in range(rows)]
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
-
-
 def test_resume_after_an_interruption_screens_only_the_rest(tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
-    crawl = _crawl(tmp_path, 100)
+    crawl = write_crawl(tmp_path / "crawl.csv", 100)
     options = ScreenOptions(batch_size=8, rows_per_part=16)
     reference = screen([str(crawl)], tmp_path / "full.parquet", tiny_onnx, tiny_gallery, options)
-
-    real_rows, calls = Scorer.rows, []
-
-    def interrupted_rows(self, batch, embeddings):
-        calls.append(len(batch.records))
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return real_rows(self, batch, embeddings)
-
-    monkeypatch.setattr(Scorer, "rows", interrupted_rows)
+    real_rows = Scorer.rows
+    interrupt_scoring(monkeypatch, after_batches=6)
     with pytest.raises(KeyboardInterrupt):
         screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, options)
     assert not (tmp_path / "r.parquet").exists()
     with pytest.raises(ValueError, match="--resume"):
         screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, options)
 
-    calls.clear()
+    calls = []
     monkeypatch.setattr(Scorer, "rows", lambda self, b, e: calls.append(len(b.records)) or real_rows(self, b, e))
     summary = screen([str(crawl)], tmp_path / "r.parquet", tiny_onnx, tiny_gallery, replace(options, resume=True))
     assert summary.resumed_from == 32 and sum(calls) == 100 - 32  # two whole parts survived
@@ -97,7 +79,7 @@ def test_resume_after_an_interruption_screens_only_the_rest(tiny_onnx, tiny_gall
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny_onnx, tiny_gallery, tmp_path):
-    crawl = _crawl(tmp_path, 1500)
+    crawl = write_crawl(tmp_path / "crawl.csv", 1500)
     command = [sys.executable, "-m", "knockoff", "screen", str(crawl), "--model", str(tiny_onnx), "--index",
                str(tiny_gallery), "--batch-size", "8", "--part-rows", "64", "--threads", "1", "--workers", "1"]
     out = tmp_path / "r.parquet"
