@@ -15,8 +15,7 @@ from itertools import islice
 
 import numpy as np
 
-from knockoff.imaging import ImageLoadError
-from knockoff.storage import load_rgb
+from knockoff.imaging import ImageLoadError, load_rgb
 from knockoff.records import ImageRecord
 
 

@@ -32,21 +32,38 @@ def is_url(path: str) -> bool:
     return path.startswith(("http://", "https://", "file://"))
 
 
+def is_object_store(path: str) -> bool:
+    """s3://, gs://, abfs://, hdfs:// ...: read through pyarrow's filesystems."""
+    scheme, separator, _ = path.partition("://")
+    return bool(separator) and scheme.isalnum() and scheme.lower() not in ("http", "https", "file")
+
+
 def read_bytes(path: str) -> bytes:
-    """The raw bytes of a local file or an http(s)/file URL, size-limited."""
+    """The raw bytes of a local file, an http(s)/file URL or an object-store URI, size-limited."""
     try:
-        if is_url(path):
+        if is_object_store(path):
+            data = _read_object(path)
+        elif is_url(path):
             with urllib.request.urlopen(path, timeout=DOWNLOAD_TIMEOUT_S) as response:
                 data = response.read(MAX_DOWNLOAD_BYTES + 1)
         else:
             data = Path(path).read_bytes()
-    except OSError as error:  # URLError, FileNotFoundError, PermissionError, timeouts
+    # URLError, FileNotFoundError, PermissionError, timeouts; pyarrow: bad URI, no credentials
+    except (OSError, ValueError) as error:
         raise ImageLoadError(f"cannot read {path}: {error}") from error
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise ImageLoadError(f"{path} is larger than {MAX_DOWNLOAD_BYTES} bytes")
     if not data:
         raise ImageLoadError(f"{path} is empty")
     return data
+
+
+def _read_object(uri: str) -> bytes:
+    from pyarrow import fs
+
+    filesystem, object_path = fs.FileSystem.from_uri(uri)
+    with filesystem.open_input_stream(object_path) as stream:
+        return stream.read(MAX_DOWNLOAD_BYTES + 1)
 
 
 def decode_rgb(data: bytes, size: int, name: str = "image") -> np.ndarray:

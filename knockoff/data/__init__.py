@@ -19,8 +19,8 @@ from knockoff.data.folder import read_folder, read_glob
 from knockoff.data.grocery import ICONIC_SPLIT, is_grocery_dataset, read_grocery
 from knockoff.data.manifest import ManifestError, is_manifest, read_manifest
 from knockoff.data.roboflow import is_roboflow_dataset, is_roboflow_split, read_roboflow
+from knockoff.imaging import is_object_store
 from knockoff.records import ImageRecord
-from knockoff.storage import is_object_store
 
 DEFAULT_DATA_ROOT = "data/raw"
 _ROBOFLOW_SPLITS = ("train", "valid", "test")

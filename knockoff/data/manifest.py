@@ -17,8 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from knockoff.imaging import is_url
-from knockoff.storage import is_object_store
+from knockoff.imaging import is_object_store, is_url
 from knockoff.records import ImageRecord, parse_authenticity
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq", ".jsonl", ".ndjson"})

@@ -75,7 +75,7 @@ def test_manifest_and_photos_in_object_storage(tmp_path, monkeypatch):
     from pyarrow import fs
 
     from knockoff.data import read_source
-    from knockoff.storage import load_rgb
+    from knockoff.imaging import load_rgb
 
     bucket = tmp_path / "bucket"
     write_image(bucket / "crawl" / "images" / "a.jpg")
