@@ -16,7 +16,7 @@ Workers read the photos themselves: give paths every node can read — object st
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from knockoff.gallery import INFO_FILE, read_info
-from knockoff.parts import PartWriter, parts_dir
 from knockoff.records import ImageRecord
 from knockoff.results import RESULT_SCHEMA
-from knockoff.screen import Scorer, ScreenOptions, ScreenSummary, iter_inputs, run_identity, run_pipeline
+from knockoff.screen import Scorer, ScreenOptions, ScreenSummary, run_pipeline, write_run
 
 if TYPE_CHECKING:
     import ray
@@ -83,22 +82,18 @@ def screen_ray(
         import ray
     except ImportError:
         raise ImportError("--engine ray needs Ray Data: pip install 'knockoff[ray]'") from None
-    out = Path(out)
     driver = Scorer(model_path, gallery_path, threads=1)  # checks the pair, and gives the run's versions
-    if options.resume and out.exists() and not parts_dir(out).exists():
-        raise ValueError(f"nothing to resume: {out} is already complete (screen to another file, or delete it)")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cpus_per_actor = options.threads or 2
-    actor_count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_actor)
-    # Inside an actor the ONNX pool and the decode threads share the actor's CPUs.
-    actor_options = replace(options, threads=cpus_per_actor, decode_workers=options.decode_workers or cpus_per_actor)
-    bundle = ray.put(model_bundle(model_path, gallery_path))
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
 
-    parts = PartWriter(out, run_identity(inputs, driver), options.resume, options.rows_per_part, driver.versions)
-    try:
-        records = parts.skip_done(iter_inputs(inputs))
+    def engine(records: Iterator[ImageRecord], write: Callable[[pa.Table], None]) -> None:
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        cpus_per_actor = options.threads or 2
+        actor_count = actors or max(1, cluster_cpus // cpus_per_actor)
+        # Inside an actor the ONNX pool and the decode threads share the actor's CPUs.
+        actor_options = replace(options, threads=cpus_per_actor, decode_workers=options.decode_workers or cpus_per_actor)
+        bundle = ray.put(model_bundle(model_path, gallery_path))
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
         for window in _windows(records, window_rows):
             dataset = ray.data.from_arrow(window).map_batches(
                 ScreenActor,
@@ -106,14 +101,12 @@ def screen_ray(
                 batch_size=ACTOR_BATCH,
                 batch_format="pyarrow",
                 concurrency=min(actor_count, max(1, -(-window.num_rows // ACTOR_BATCH))),
-                num_cpus=min(cpus_per_actor, int(ray.cluster_resources().get("CPU", 1))),
+                num_cpus=min(cpus_per_actor, cluster_cpus),
             )
             for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                parts.write(batch)
-        merged = parts.finish()
-    finally:
-        parts.close()
-    return ScreenSummary(merged.rows, merged.flagged, merged.failed, out, *driver.versions.values(), parts.done)
+                write(batch)
+
+    return write_run(inputs, Path(out), driver, options, engine)
 
 
 def _windows(records: Iterator[ImageRecord], size: int) -> Iterator[pa.Table]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from threading import Event
 
 import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from knockoff.batches import DecodedBatch, decode_batches
@@ -104,6 +105,11 @@ def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:
     return {"inputs": resolved, **scorer.versions}
 
 
+Rows = list[dict] | pa.Table
+# Fills a run: screens the records it is given and passes their rows, in order, to `write`.
+Engine = Callable[[Iterator[ImageRecord], Callable[[Rows], None]], None]
+
+
 def screen(
     inputs: list[str],
     out: Path,
@@ -111,19 +117,23 @@ def screen(
     gallery_path: Path = DEFAULT_GALLERY,
     options: ScreenOptions = ScreenOptions(),
 ) -> ScreenSummary:
-    out = Path(out)
     scorer = Scorer(model_path, gallery_path, options.threads, options.device)
+    return write_run(inputs, Path(out), scorer, options,
+                     lambda records, write: run_pipeline(records, scorer, options, write))
+
+
+def write_run(inputs: list[str], out: Path, scorer: Scorer, options: ScreenOptions, engine: Engine) -> ScreenSummary:
+    """What every engine shares: resume checks, committed parts, progress, the final merge."""
     if options.resume and out.exists() and not parts_dir(out).exists():
         raise ValueError(f"nothing to resume: {out} is already complete (screen to another file, or delete it)")
     parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.versions)
     try:
-        records = parts.skip_done(iter_inputs(inputs))
         with tqdm(desc="screen", unit="img", initial=parts.done) as progress:
-            def write(rows: list[dict]) -> None:
+            def write(rows: Rows) -> None:
                 parts.write(rows)
                 progress.update(len(rows))
 
-            run_pipeline(records, scorer, options, write)
+            engine(parts.skip_done(iter_inputs(inputs)), write)
         merged = parts.finish()
     finally:
         parts.close()
