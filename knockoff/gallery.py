@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -180,12 +181,10 @@ class Gallery:
         self.refresh_version()
         directory.mkdir(parents=True, exist_ok=True)
         self.info.files = {"index": f"index-{self.info.version}.faiss", "references": f"references-{self.info.version}.parquet"}
-        faiss.write_index(self.index, str(directory / f".{self.info.files['index']}.tmp"))
-        os.replace(directory / f".{self.info.files['index']}.tmp", directory / self.info.files["index"])
-        pq.write_table(self.references, directory / f".{self.info.files['references']}.tmp")
-        os.replace(directory / f".{self.info.files['references']}.tmp", directory / self.info.files["references"])
-        (directory / f".{INFO_FILE}.tmp").write_text(json.dumps(self.info.to_dict(), indent=2) + "\n")
-        os.replace(directory / f".{INFO_FILE}.tmp", directory / INFO_FILE)
+        _write_atomically(directory / self.info.files["index"], lambda tmp: faiss.write_index(self.index, str(tmp)))
+        _write_atomically(directory / self.info.files["references"], lambda tmp: pq.write_table(self.references, tmp))
+        info_text = json.dumps(self.info.to_dict(), indent=2) + "\n"
+        _write_atomically(directory / INFO_FILE, lambda tmp: tmp.write_text(info_text))  # the switch
         for stale in directory.iterdir():  # earlier versions' files
             if stale.is_file() and stale.name not in (INFO_FILE, *self.info.files.values()) and stale.name.startswith(("index", "references")):
                 stale.unlink()
@@ -213,6 +212,13 @@ def read_info(directory: Path) -> GalleryInfo:
     if info.format != FORMAT:
         raise ValueError(f"{directory}: gallery format {info.format}, this Knockoff reads {FORMAT}")
     return info
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a hidden temporary beside `path`, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
 
 
 def _restricted_parameters(index: faiss.Index, selector: faiss.IDSelector, keep_alive: list) -> faiss.SearchParameters:
