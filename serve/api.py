@@ -19,7 +19,7 @@ from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve.live import ScorerUnavailable
 from knockoff_serve.queue import Viewer
-from knockoff_serve.web import api_viewer, database, settings_of
+from knockoff_serve.web import api_viewer, database, settings_of, visible_item
 
 router = APIRouter(prefix="/api")
 Decision = Literal["counterfeit", "genuine", "unsure"]
@@ -88,13 +88,6 @@ def _item(row: sqlite3.Row, with_evidence: bool = False) -> Item:
     return Item(**values)
 
 
-def _visible(db: sqlite3.Connection, item_id: int, viewer: Viewer) -> sqlite3.Row:
-    row = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
-    if row is None or not (viewer.is_admin or row["decided_by"] in (None, viewer.id)):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue")
-    return row
-
-
 @router.get("/health", tags=["service"])
 def health(request: Request) -> dict:
     """Liveness, and the model and gallery versions uploads are scored with. No login needed."""
@@ -126,13 +119,13 @@ def list_items(
 @router.get("/items/{item_id}", response_model=Item, tags=["queue"])
 def get_item(item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> Item:
     """One listing with its evidence: the k references that voted, nearest genuine, nearest fakes."""
-    return _item(_visible(db, item_id, viewer), with_evidence=True)
+    return _item(visible_item(db, item_id, viewer), with_evidence=True)
 
 
 @router.post("/items/{item_id}/lease", tags=["decisions"])
 def lease(request: Request, item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> dict:
     """Reserve a pending listing for a few minutes (409 if another analyst holds it)."""
-    _visible(db, item_id, viewer)
+    visible_item(db, item_id, viewer)
     seconds = settings_of(request).lease_seconds
     holder = decision_store.acquire_lease(db, item_id, viewer, seconds)
     if holder:
@@ -144,7 +137,7 @@ def lease(request: Request, item_id: int, viewer: Viewer = Depends(api_viewer), 
 def decide(request: Request, item_id: int, body: DecisionIn, viewer: Viewer = Depends(api_viewer),
            db: sqlite3.Connection = Depends(database)) -> DecisionOut:
     """Record counterfeit / genuine / unsure (with an optional note) in the audit trail."""
-    item = _visible(db, item_id, viewer)
+    item = visible_item(db, item_id, viewer)
     try:
         decided = decision_store.decide(db, item_id, viewer, body.decision, body.note)
     except decision_store.LeaseHeld as held:

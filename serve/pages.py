@@ -14,7 +14,7 @@ from knockoff_serve import queue as queue_store
 from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session,
                                  new_login_csrf, same_token, start_session)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
-from knockoff_serve.web import check_form_csrf, database, page_session, safe_next, settings_of
+from knockoff_serve.web import check_form_csrf, database, page_session, safe_next, settings_of, visible_item
 
 router = APIRouter(include_in_schema=False)
 EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors")
@@ -108,7 +108,7 @@ def next_item(request: Request, after: int | None = None, session: Session = Dep
 @router.get("/items/{item_id}")
 def item_page(request: Request, item_id: int, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
-    item = _visible_item(db, item_id, session)
+    item = visible_item(db, item_id, session.viewer)
     queue_filter = _filter(request)
     holder = decision_store.lease_holder(db, item_id, session.viewer)
     prefetch = request.headers.get("sec-purpose", "").startswith("prefetch") or request.headers.get("purpose") == "prefetch"
@@ -159,7 +159,7 @@ def decisions_page(request: Request, session: Session = Depends(page_session),
 @router.get("/images/items/{item_id}")
 def listing_image(request: Request, item_id: int, full: bool = False, session: Session = Depends(page_session),
                   db: sqlite3.Connection = Depends(database)) -> Response:
-    item = _visible_item(db, item_id, session)
+    item = visible_item(db, item_id, session.viewer)
     return _image(request, item["path"], Path.cwd(), full)
 
 
@@ -168,7 +168,7 @@ def evidence_image(request: Request, item_id: int, group: str, rank: int, full: 
                    session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
     if group not in EVIDENCE_GROUPS:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    references = _evidence(_visible_item(db, item_id, session))[group]
+    references = _evidence(visible_item(db, item_id, session.viewer))[group]
     if not 0 <= rank < len(references):
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     return _image(request, references[rank]["path"], settings_of(request).data_root, full)
@@ -182,14 +182,6 @@ def _image(request: Request, path: str, base: Path, full: bool) -> Response:
     except ImageNotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
     return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
-
-
-def _visible_item(db: sqlite3.Connection, item_id: int, session: Session) -> sqlite3.Row:
-    item = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
-    mine_to_see = item is not None and (session.viewer.is_admin or item["decided_by"] in (None, session.viewer.id))
-    if not mine_to_see:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue")
-    return item
 
 
 def _evidence(item: sqlite3.Row) -> dict[str, list[dict]]:

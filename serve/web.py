@@ -70,3 +70,13 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/queue"
     return target
+
+
+def visible_item(db: sqlite3.Connection, item_id: int, viewer: Viewer) -> sqlite3.Row:
+    """The item, if this viewer may see it (admins: all; analysts: pending ones and their
+    own decisions); otherwise 404, the same answer as for an item that does not exist."""
+    item = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+    if item is None or not (viewer.is_admin or item["decided_by"] in (None, viewer.id)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue")
+    return item
+
