@@ -80,15 +80,16 @@ class Gallery:
         authenticity = self.references.column("authenticity").to_numpy(zero_copy_only=False)
         self.is_fake = authenticity == FAKE
         self.is_genuine = authenticity == GENUINE
-        self._side_selectors = {
-            side: faiss.IDSelectorBatch(np.flatnonzero(member).astype(np.int64))
-            for side, member in ((FAKE, self.is_fake), (GENUINE, self.is_genuine))
+        # Restricted searches (search_side): each side's rows as a FAISS selector, and how many.
+        self._sides = {
+            side: (faiss.IDSelectorBatch(rows), len(rows))
+            for side, rows in ((FAKE, np.flatnonzero(self.is_fake).astype(np.int64)),
+                               (GENUINE, np.flatnonzero(self.is_genuine).astype(np.int64)))
         }
         products = self.references.column("product").to_pylist()
         self.product_names, self.product_codes = np.unique(
             np.array([p if p is not None else "" for p in products], dtype=object), return_inverse=True
         )
-        self._rows = None  # reference rows as dicts, built on first use for evidence
 
     @classmethod
     def build(
@@ -164,18 +165,19 @@ class Gallery:
 
     def search_side(self, embeddings: np.ndarray, k: int, authenticity: str) -> tuple[np.ndarray, np.ndarray]:
         """Like search, among the genuine references or the known fakes only."""
-        members = int((self.is_fake if authenticity == FAKE else self.is_genuine).sum())
+        selector, members = self._sides[authenticity]
         if members == 0 or len(embeddings) == 0:
             return np.zeros((len(embeddings), 0), np.float32), np.zeros((len(embeddings), 0), np.int64)
         keep_alive: list = []
-        params = _restricted_parameters(self.index, self._side_selectors[authenticity], keep_alive)
+        params = _restricted_parameters(self.index, selector, keep_alive)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         return self.index.search(vectors, min(k, members), params=params)
 
-    def reference(self, row: int) -> dict:
-        if self._rows is None:
-            self._rows = self.references.to_pylist()
-        return self._rows[row]
+    def reference_rows(self, rows: np.ndarray) -> dict[int, dict]:
+        """Reference rows by number, read from the table for just these rows: a gallery of
+        millions is never copied into Python objects."""
+        wanted = np.unique(np.asarray(rows, dtype=np.int64))
+        return dict(zip(wanted.tolist(), self.references.take(pa.array(wanted)).to_pylist()))
 
     def save(self, directory: Path) -> None:
         self.refresh_version()

@@ -44,9 +44,17 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True) 
     flagged = score >= calibration.threshold if calibration else None
     batch = MatchBatch(raw, score, flagged, product, product_similarity, None, None, None)
     if with_evidence:
-        batch.neighbors = [_evidence(gallery, s[:params.k], r[:params.k], v[:params.k]) for s, r, v in zip(similarities, rows, valid)]
-        batch.nearest_genuine = _nearest_of(gallery, similarities, rows, genuine_member, params.evidence, outside_genuine)
-        batch.nearest_fake = _nearest_of(gallery, similarities, rows, fake_member, params.evidence, outside_fake)
+        top = params.k
+        picks = (
+            [(s[:top][v[:top]], r[:top][v[:top]]) for s, r, v in zip(similarities, rows, valid)],
+            _nearest_picks(similarities, rows, genuine_member, params.evidence, outside_genuine),
+            _nearest_picks(similarities, rows, fake_member, params.evidence, outside_fake),
+        )
+        # One read of the reference table per batch, for just the rows shown as evidence.
+        references = gallery.reference_rows(np.concatenate([r for group in picks for _, r in group] or [[]]))
+        batch.neighbors, batch.nearest_genuine, batch.nearest_fake = (
+            [_evidence(references, s, r) for s, r in group] for group in picks
+        )
     return batch
 
 
@@ -87,23 +95,23 @@ def _vote_product(
     return names, np.where(np.isfinite(best_similarity), best_similarity, np.nan).astype(np.float32)
 
 
-def _evidence(gallery: Gallery, sims: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> list[dict]:
-    found = []
-    for similarity, row in zip(sims[keep], rows[keep]):
-        reference = gallery.reference(int(row))
-        found.append({"row": int(row), "similarity": float(similarity), **{k: reference[k] for k in EVIDENCE_FIELDS[2:]}})
-    return found
+def _evidence(references: dict[int, dict], sims: np.ndarray, rows: np.ndarray) -> list[dict]:
+    return [
+        {"row": int(row), "similarity": float(similarity), **{k: references[int(row)][k] for k in EVIDENCE_FIELDS[2:]}}
+        for similarity, row in zip(sims, rows)
+    ]
 
 
-def _nearest_of(
-    gallery: Gallery, sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int, outside: _OutsideSearch
-) -> list[list[dict]]:
-    nearest = []
+def _nearest_picks(
+    sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int, outside: _OutsideSearch
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query, (similarities, rows) of the `count` nearest references of one side."""
+    picks = []
     for i, (s, r, m) in enumerate(zip(sims, rows, member)):
         if i in outside.found:
             s, r = outside.found[i]
             keep = np.arange(min(count, len(r)))
         else:
             keep = np.flatnonzero(m)[:count]
-        nearest.append(_evidence(gallery, s[keep], r[keep], np.ones(len(keep), dtype=bool)))
-    return nearest
+        picks.append((s[keep], r[keep]))
+    return picks

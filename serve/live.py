@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from knockoff.embedding import OnnxEmbedder
-from knockoff.gallery import Gallery, ModelMismatchError
+from knockoff.gallery import INFO_FILE, Gallery, ModelMismatchError
 from knockoff.imaging import decode_rgb
 from knockoff.matching import match
 
@@ -77,7 +77,7 @@ class LiveScorer:
 
     def _fingerprint(self) -> tuple:
         parts = []
-        for path in (self.model_path, self.gallery_path / "gallery.json"):
+        for path in (self.model_path, self.gallery_path / INFO_FILE):
             stat = path.stat()
             parts.append((str(path), stat.st_mtime_ns, stat.st_size))
         return tuple(parts)

@@ -142,7 +142,7 @@ def test_adding_references_extends_search_lookups_and_version():
     new = [ImageRecord(f"/new/{i}.jpg", f"N{i}", "brand-new product", FAKE) for i in range(10)]
     gallery.add(vectors[20:], new, source="confirmed")
     _, rows = gallery.search(vectors[25:26], 1)
-    assert rows[0, 0] == 25 and gallery.reference(25)["listing_id"] == "N5"
+    assert rows[0, 0] == 25 and gallery.reference_rows(np.array([25]))[25]["listing_id"] == "N5"
     assert gallery.is_fake[25] and "brand-new product" in gallery.product_names
     assert gallery.info.count == 30 and gallery.info.sources[-1] == "confirmed" and gallery.info.version != before
 

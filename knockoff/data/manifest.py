@@ -34,8 +34,12 @@ class ManifestError(ValueError):
 
 
 def is_manifest(path: Path | str) -> bool:
-    suffix = Path(str(path).split("://")[-1]).suffix.lower()
-    return suffix in MANIFEST_SUFFIXES and (is_object_store(str(path)) or Path(path).is_file())
+    return _suffix(path) in MANIFEST_SUFFIXES and (is_object_store(str(path)) or Path(path).is_file())
+
+
+def _suffix(path: Path | str) -> str:
+    """'.csv' of a local path or of an object-store URI (s3://bucket/crawl.CSV)."""
+    return Path(str(path).split("://")[-1]).suffix.lower()
 
 
 def read_manifest(manifest_path: Path | str, source: str | None = None) -> Iterator[ImageRecord]:
@@ -78,7 +82,7 @@ def _open_binary(manifest_path: Path | str) -> Iterator[IO[bytes]]:
 
 
 def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
-    suffix = Path(str(manifest_path).split("://")[-1]).suffix.lower()
+    suffix = _suffix(manifest_path)
     if suffix == ".csv":
         with _open_binary(manifest_path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
