@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from knockoff.batches import decode_batches
+from knockoff.cpu import cpu_description
 from knockoff.data import read_sources
 from knockoff.embedding import OnnxEmbedder
 from knockoff.gallery import Gallery
@@ -149,7 +150,8 @@ def main() -> None:
     size = OnnxEmbedder(args.model).info.input_size
     manifest = Path(tempfile.mkdtemp()) / "crawl.csv"
     manifest.write_text("path\n" + "\n".join(paths) + "\n")
-    print(f"{len(paths)} photos from {args.photos}, {os.cpu_count()} cores; batch {args.batch_size}")
+    cpu = cpu_description()  # every figure here, int8 above all, is this CPU's
+    print(f"{len(paths)} photos from {args.photos}, {os.cpu_count()} cores; batch {args.batch_size}\nCPU: {cpu}")
     images = np.concatenate([b.images for b in decode_batches([_record(p) for p in paths], size, 64)])
     print(f"  decoded once for the model-only runs: {images.shape}")
 
@@ -168,10 +170,10 @@ def main() -> None:
         by_batch = {size: model_only(model, images, size, args.threads) for size in args.model_batch_sizes}
         best = max(by_batch, key=by_batch.get)
         figures[f"{precision}_model_only"] = by_batch[best]
-        print(f"  {precision} model only: {by_batch[best]:.1f} images/s (batch {best}; "
+        print(f"  {precision} model only: {by_batch[best]:.1f} images/s on {cpu} (batch {best}; "
               + ", ".join(f"{size}: {rate:.1f}" for size, rate in by_batch.items()) + ")", flush=True)
         figures[f"{precision}_end_to_end"] = end_to_end(model, args.index, manifest, len(paths), options)
-        print(f"  {precision} end to end: {figures[f'{precision}_end_to_end']:.1f} images/s", flush=True)
+        print(f"  {precision} end to end: {figures[f'{precision}_end_to_end']:.1f} images/s on {cpu}", flush=True)
     if args.checkpoint.is_file():
         figures["naive"] = naive(args.checkpoint, args.index, paths[:args.naive_count], size)
         print(f"  naive baseline ({args.naive_count} photos): {figures['naive']:.1f} images/s", flush=True)
@@ -189,11 +191,11 @@ def main() -> None:
         print(f"    ... if resizing were free: {figures['fp32_bound_free_resize']:.1f}; if a photo cost only its "
               f"entropy decoding: {figures['fp32_bound_entropy_decode_only']:.1f}")
     ratios = _ratios(figures)
-    print("\nratios")
+    print(f"\nratios (CPU: {cpu})")
     for name, value in ratios.items():
         print(f"  {name:<46} {value:6.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"photos": len(paths), "cores": os.cpu_count(), "batch_size": args.batch_size,
+    args.out.write_text(json.dumps({"photos": len(paths), "cores": os.cpu_count(), "cpu": cpu, "batch_size": args.batch_size,
                                     "decode_ms_per_photo": round(decode_s * 1000, 3),
                                     "decode_steps_ms": {name: round(v * 1000, 3) for name, v in steps_s.items()},
                                     "images_per_s": figures, "ratios": ratios}, indent=2) + "\n")

@@ -296,8 +296,9 @@ def _export_int8(fp32_path: Path, params: Path) -> None:
         raise ValueError(f"--int8 needs reference photos to calibrate on: set quantize.calibration in {params}")
     size = OnnxEmbedder(fp32_path).info.input_size
     images = calibration_images(config.calibration, config.count, size, config.seed)
-    version = quantize_int8(fp32_path, int8_path(fp32_path), images)
-    typer.echo(f"quantized int8 version {version} (calibrated on {len(images)} reference photos) -> {int8_path(fp32_path)}")
+    version = quantize_int8(fp32_path, int8_path(fp32_path), images, config)
+    typer.echo(f"quantized int8 version {version} ({config.weights} weights, {config.activations} activations, "
+               f"{config.method} ranges on {len(images)} reference photos) -> {int8_path(fp32_path)}")
 
 
 index_app = typer.Typer(

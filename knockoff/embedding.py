@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class ModelInfo:
     # The model whose embedding space this one shares: an int8 model searches the galleries
     # built with the fp32 model it was quantized from. Empty: its own version.
     embedding_space: str = ""
+    # int8 models: how they were quantized (JSON, `quantize.QuantizeConfig.describe`)
+    quantization: str = ""
 
     @property
     def space(self) -> str:
@@ -55,11 +58,14 @@ class ModelInfo:
                 preprocessing=metadata.get(f"{META_PREFIX}preprocessing", PREPROCESSING),
                 precision=metadata.get(f"{META_PREFIX}precision", "fp32"),
                 embedding_space=metadata.get(f"{META_PREFIX}embedding_space", ""),
+                quantization=metadata.get(f"{META_PREFIX}quantization", ""),
             )
         except KeyError as missing:
             raise ValueError(f"{where} is not a Knockoff export: metadata {missing} is missing") from None
 
 
+# onnxruntime's switch to exact int8 kernels on x86 CPUs without VNNI (knockoff.cpu)
+EXACT_INT8_SETTING = ("session.x64quantprecision", "1")
 DEVICES = ("cpu", "cuda")
 _PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -73,12 +79,15 @@ def session_options(threads: int | None = None, spin: bool = False) -> ort.Sessi
 
     Spinning is off by default: while the pool busy-waits between operators it takes the
     cores the decode threads need, and on a small machine that costs more than it saves.
+    `session.x64quantprecision` makes int8 exact on x86 CPUs without VNNI (knockoff.cpu); it
+    changes nothing for fp32 models or on CPUs with VNNI.
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry(*EXACT_INT8_SETTING)
     return options
 
 
@@ -114,6 +123,8 @@ class OnnxEmbedder:
             )
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(metadata, where=str(path))
+        if self.info.precision == "int8" and device == "cpu":
+            _warn_if_int8_inexact(path)
         self._input_name = self.session.get_inputs()[0].name
 
     def embed(self, images: np.ndarray) -> np.ndarray:
@@ -125,6 +136,18 @@ class OnnxEmbedder:
         if images.shape[0] == 0:
             return np.zeros((0, self.info.embedding_dim), dtype=np.float32)
         return self.session.run(None, {self._input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+
+
+class Int8AccuracyWarning(UserWarning):
+    """This CPU cannot run the int8 model within the accuracy Knockoff promises."""
+
+
+def _warn_if_int8_inexact(path: Path) -> None:
+    from knockoff.cpu import int8_exactness
+
+    check = int8_exactness()
+    if not check.exact:
+        warnings.warn(f"int8 model {path}: {check.warning}", Int8AccuracyWarning, stacklevel=3)
 
 
 def embed_records(

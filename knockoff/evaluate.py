@@ -143,6 +143,23 @@ def cross_fitted_flagging(raw: np.ndarray, is_fake: np.ndarray, target_precision
     }
 
 
+def int8_vs_fp32(results: dict, int8: OnnxEmbedder, fp32: OnnxEmbedder, cache: EmbeddingCache) -> dict:
+    """The int8 model's loss against fp32 on the sneakers queries, and the CPU it was measured on:
+    int8 arithmetic differs between CPUs (knockoff.cpu), so the figure is never read off the wrong one."""
+    from knockoff.cpu import cpu_description, int8_exactness
+
+    spec = cache.config.sneakers_queries
+    int8_queries, fp32_queries = cache.get(int8, spec), cache.get(fp32, spec)
+    if [r.path for r in int8_queries.records] != [r.path for r in fp32_queries.records]:
+        raise ValueError(f"int8 and fp32 decoded different photos of {spec}")
+    cosine = (int8_queries.vectors * fp32_queries.vectors).sum(axis=1)
+    comparison = {metric: results["int8"]["sneakers"][metric] - results["finetuned"]["sneakers"][metric]
+                  for metric in ("roc_auc", "average_precision")}
+    return {**comparison, "cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
+            "cpu": cpu_description(), "int8_exact_on_this_cpu": int8_exactness().exact,
+            "quantization": json.loads(int8.info.quantization or "{}")}
+
+
 class RegressionError(Exception):
     """The retrained model is worse than the previous one beyond the tolerance."""
 
@@ -181,8 +198,7 @@ def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerPara
         gallery_embedder = by_version.get(embedder.info.space, embedder)
         results[name], curves[name] = evaluate_model(embedder, config, scorer, gallery_embedder, cache)
     if "int8" in results and "finetuned" in results and "sneakers" in results["int8"]:
-        results["int8_vs_fp32"] = {metric: results["int8"]["sneakers"][metric] - results["finetuned"]["sneakers"][metric]
-                                   for metric in ("roc_auc", "average_precision")}
+        results["int8_vs_fp32"] = int8_vs_fp32(results, embedders["int8"], embedders["finetuned"], cache)
     if previous is not None and "finetuned" in results and "sneakers" in results["finetuned"]:
         embedder = OnnxEmbedder(previous)
         same = embedder.info.version == results["finetuned"]["model_version"]

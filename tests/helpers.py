@@ -59,3 +59,28 @@ def interrupt_scoring(monkeypatch, after_batches: int) -> list[int]:
 
     monkeypatch.setattr(Scorer, "rows", rows)
     return calls
+
+
+# An x86 CPU with AVX2 and neither AVX-512 nor VNNI, emulated by QEMU's user mode
+# (`apt-get install qemu-user`; .ci/run installs it): int8 must be right there too.
+AVX2_ONLY_CPU = "EPYC-Rome"
+
+
+def run_on_emulated_cpu(code: str, cpu: str = AVX2_ONLY_CPU, timeout: float = 600) -> str:
+    """Run `python -c code` on an emulated CPU (the test's interpreter, this checkout); its stdout."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if shutil.which("qemu-x86_64") is None:
+        pytest.skip("qemu-x86_64 missing (apt-get install qemu-user)")
+    import platform
+
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        pytest.skip("emulating x86 CPUs is for x86 hosts")
+    finished = subprocess.run(["qemu-x86_64", "-cpu", cpu, sys.executable, "-c", code], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished.stdout

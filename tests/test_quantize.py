@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -10,7 +13,14 @@ from knockoff.gallery import Gallery
 from knockoff.quantize import calibration_images, float_convolutions, int8_path, quantize_int8
 from knockoff.records import ImageRecord
 from knockoff.screen import screen
-from tests.helpers import SAMPLE
+from tests.helpers import SAMPLE, run_on_emulated_cpu
+
+EMBED_ON_EMULATED_CPU = """
+import sys, numpy as np
+from knockoff.embedding import OnnxEmbedder
+model, images, out = sys.argv[1:] if len(sys.argv) > 3 else {args}
+np.save(out, OnnxEmbedder(model).embed(np.load(images)))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +54,9 @@ def test_int8_shares_the_fp32_embedding_space(tiny_onnx, tiny_int8, tiny_gallery
                                                               int8.info.input_size)])
     cosine = (fp32.embed(images) * int8.embed(images)).sum(axis=1)
     assert cosine.mean() > 0.95, cosine
+    quantization = json.loads(int8.info.quantization)
+    assert quantization["runtime"] == {"session.x64quantprecision": "1"}
+    assert quantization["weights"] == "int8" and quantization["calibration"]["method"] == "percentile"
     summary = screen([str(SAMPLE / "sneakers" / "valid")], tmp_path / "r.parquet", tiny_int8, tiny_gallery)
     assert summary.model_version == int8.info.version and summary.failed == 0
 
@@ -75,3 +88,38 @@ def test_evaluate_reports_int8_beside_fp32_against_the_fp32_gallery(tiny_onnx, t
     assert results["int8_vs_fp32"]["roc_auc"] == difference
     # the int8 model embeds only the queries; its gallery is the fp32 model's
     assert ("int8", "sneakers/train") not in embedded and ("int8", "sneakers/valid") in embedded
+
+
+def test_int8_gives_the_same_embeddings_on_a_cpu_without_vnni(tiny_onnx, tiny_int8, sample_photos, tmp_path):
+    """The defect of issue 9: on AVX2 without VNNI the int8 kernels saturated (cosine 0.92)."""
+    int8 = OnnxEmbedder(tiny_int8)
+    images = np.concatenate([b.images for b in decode_batches([ImageRecord(path=str(p)) for p in sample_photos],
+                                                              int8.info.input_size)])
+    np.save(tmp_path / "images.npy", images)
+    arguments = (str(tiny_int8), str(tmp_path / "images.npy"), str(tmp_path / "emulated.npy"))
+    run_on_emulated_cpu(EMBED_ON_EMULATED_CPU.format(args=arguments))
+    emulated, here = np.load(tmp_path / "emulated.npy"), int8.embed(images)
+    cosine = (OnnxEmbedder(tiny_onnx).embed(images) * emulated).sum(axis=1)
+    assert cosine.mean() > 0.95, cosine
+    np.testing.assert_allclose(emulated, here, atol=1e-4)
+
+
+def test_loading_int8_where_it_is_inexact_warns_naming_the_instruction(tiny_int8, monkeypatch):
+    from knockoff import cpu
+
+    inexact = cpu.Int8Exactness(False, 32.5, "this CPU lacks VNNI (AVX512-VNNI or AVX-VNNI): ...")
+    monkeypatch.setattr(cpu, "int8_exactness", lambda: inexact)
+    with pytest.warns(UserWarning, match="lacks VNNI"):
+        OnnxEmbedder(tiny_int8)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OnnxEmbedder(tiny_int8)  # exact here: silent
+
+
+def test_calibration_photos_that_cannot_be_read_say_where_they_were_looked_for(tmp_path, monkeypatch):
+    manifest = tmp_path / "refs.csv"
+    manifest.write_text("path,product,label\nsneakers/train/images/a.jpg,shoe,genuine\nsneakers/train/images/b.jpg,shoe,fake\n")
+    monkeypatch.setenv("KNOCKOFF_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"none of the 2 calibration photos.*data root .*nowhere.*KNOCKOFF_DATA"):
+        calibration_images([str(manifest)], 8, 64)
