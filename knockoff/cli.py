@@ -416,7 +416,7 @@ def evaluate(
             previous_model = Path(previous)
         try:
             scorer = read_info(index).scorer
-            results = run_evaluate(models, load_config(EvaluateConfig, "evaluate", params), scorer, out, previous_model)
+            results = run_evaluate(models, load_config(EvaluateConfig, "evaluate", params), scorer, out, previous_model, index)
         except (FileNotFoundError, ValueError, RegressionError) as error:
             _fail(error)
     json.dump(results, sys.stdout, indent=2)

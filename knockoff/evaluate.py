@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,10 @@ class EvaluateConfig:
     # A retrained model may not fall below the previous one by more than this, on these.
     regression_tolerance: float = 0.01
     regression_metrics: tuple[str, ...] = ("roc_auc", "average_precision")
+    # The open-world report (knockoff/open_world_report.py): a mixed crawl, group -> source,
+    # and the unmonitored source whose held-back half set the gallery's no-match threshold.
+    crawl: dict[str, str] = field(default_factory=dict)
+    unmonitored: str | None = None
     batch_size: int = 32
     workers: int = 2
 
@@ -186,8 +190,31 @@ def compare(current: dict, previous: dict, config: EvaluateConfig) -> dict:
     }
 
 
+def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: EvaluateConfig, cache: EmbeddingCache) -> dict:
+    """The mixed-crawl report against the gallery as built (its background references, and its
+    per-product calibration re-fit by halves: knockoff/open_world_report.py)."""
+    from knockoff.indexing import IndexConfig, split_unmonitored
+    from knockoff.open_world_report import CrawlPart, open_world_report
+
+    gallery = Gallery.load(gallery_path, model=embedder.info)
+    world = gallery.info.open_world
+    if world is None or gallery.info.calibration is None:
+        raise ValueError(f"gallery {gallery_path} has no open-world calibration: rebuild it with `knockoff index`")
+    calibrated_on = set(gallery.info.calibration.source.split(","))
+    parts = []
+    for group, spec in config.crawl.items():
+        embedded = cache.get(embedder, spec)
+        parts.append(CrawlPart(group, embedded.records, embedded.vectors, spec in calibrated_on))
+    held_back = []
+    if config.unmonitored:
+        _, held = split_unmonitored(list(read_source(config.unmonitored)))
+        held_back, _, _ = embed_records(embedder, held, config.batch_size, config.workers, "unmonitored held back")
+    index_config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=world.params)
+    return open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config)
+
+
 def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path,
-             previous: Path | None = None) -> dict:
+             previous: Path | None = None, gallery_path: Path | None = None) -> dict:
     """Evaluate each named model (and the previous one, if given), write metrics.json and
     ROC/PR plots under out_dir; raise RegressionError after writing if the model regressed."""
     results, curves = {}, {}
@@ -199,6 +226,8 @@ def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerPara
         results[name], curves[name] = evaluate_model(embedder, config, scorer, gallery_embedder, cache)
     if "int8" in results and "finetuned" in results and "sneakers" in results["int8"]:
         results["int8_vs_fp32"] = int8_vs_fp32(results, embedders["int8"], embedders["finetuned"], cache)
+    if gallery_path is not None and config.crawl and "finetuned" in embedders:
+        results["open_world"] = evaluate_open_world(embedders["finetuned"], gallery_path, config, cache)
     if previous is not None and "finetuned" in results and "sneakers" in results["finetuned"]:
         embedder = OnnxEmbedder(previous)
         same = embedder.info.version == results["finetuned"]["model_version"]

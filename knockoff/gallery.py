@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from knockoff.embedding import ModelInfo
-from knockoff.records import FAKE, GENUINE, ImageRecord
-from knockoff.scoring import Calibration, ScorerParams
+from knockoff.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.scoring import Calibration, OpenWorld, ScorerParams
 
 FORMAT = 2
 REFERENCE_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source")
@@ -51,6 +51,8 @@ class GalleryInfo:
     sources: list[str] = field(default_factory=list)
     scorer: ScorerParams = field(default_factory=ScorerParams)
     calibration: Calibration | None = None
+    # per-product support, calibration and the no-match threshold (scoring/open_world.py)
+    open_world: OpenWorld | None = None
     files: dict[str, str] = field(default_factory=dict)  # 'index', 'references' -> file names
     format: int = FORMAT
 
@@ -63,6 +65,8 @@ class GalleryInfo:
         values["scorer"] = ScorerParams(**values["scorer"])
         if values.get("calibration"):
             values["calibration"] = Calibration(**values["calibration"])
+        if values.get("open_world"):
+            values["open_world"] = OpenWorld.from_dict(values["open_world"])
         return cls(**values)
 
 
@@ -80,16 +84,28 @@ class Gallery:
         authenticity = self.references.column("authenticity").to_numpy(zero_copy_only=False)
         self.is_fake = authenticity == FAKE
         self.is_genuine = authenticity == GENUINE
-        # Restricted searches (search_side): each side's rows as a FAISS selector, and how many.
-        self._sides = {
-            side: (faiss.IDSelectorBatch(rows), len(rows))
-            for side, rows in ((FAKE, np.flatnonzero(self.is_fake).astype(np.int64)),
-                               (GENUINE, np.flatnonzero(self.is_genuine).astype(np.int64)))
-        }
+        self.is_background = authenticity == UNMONITORED  # unmonitored products: never judged
+        self.is_catalogue = self.is_fake | self.is_genuine
         products = self.references.column("product").to_pylist()
         self.product_names, self.product_codes = np.unique(
             np.array([p if p is not None else "" for p in products], dtype=object), return_inverse=True
         )
+        self.catalogue_products = sorted({p for p, c in zip(products, self.is_catalogue) if c and p})
+        self._code_of = {name: code for code, name in enumerate(self.product_names)}
+        self._selectors: dict[tuple, tuple[faiss.IDSelector, int]] = {}  # restricted searches, built on first use
+
+    def members(self, key: tuple) -> np.ndarray:
+        """Rows of a subset: (FAKE,) / (GENUINE,) a side; ('background',); ('catalogue',);
+        (product, side) one product's genuine references or known fakes."""
+        if key == ("background",):
+            return self.is_background
+        if key == ("catalogue",):
+            return self.is_catalogue
+        side = self.is_fake if key[-1] == FAKE else self.is_genuine
+        if len(key) == 1:
+            return side
+        code = self._code_of.get(key[0])
+        return side & (self.product_codes == code) if code is not None else np.zeros_like(side)
 
     @classmethod
     def build(
@@ -165,13 +181,20 @@ class Gallery:
 
     def search_side(self, embeddings: np.ndarray, k: int, authenticity: str) -> tuple[np.ndarray, np.ndarray]:
         """Like search, among the genuine references or the known fakes only."""
-        selector, members = self._sides[authenticity]
-        if members == 0 or len(embeddings) == 0:
+        return self.search_among(embeddings, k, (authenticity,))
+
+    def search_among(self, embeddings: np.ndarray, k: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Like search, restricted to the rows of a subset (`members`)."""
+        if key not in self._selectors:
+            rows = np.flatnonzero(self.members(key)).astype(np.int64)
+            self._selectors[key] = (faiss.IDSelectorBatch(rows), len(rows))
+        selector, count = self._selectors[key]
+        if count == 0 or len(embeddings) == 0:
             return np.zeros((len(embeddings), 0), np.float32), np.zeros((len(embeddings), 0), np.int64)
         keep_alive: list = []
         params = _restricted_parameters(self.index, selector, keep_alive)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
-        return self.index.search(vectors, min(k, members), params=params)
+        return self.index.search(vectors, min(k, count), params=params)
 
     def reference_rows(self, rows: np.ndarray) -> dict[int, dict]:
         """Reference rows by number, read from the table for just these rows: a gallery of

@@ -1,9 +1,12 @@
-"""Stage `index`: embed the reference photos, build the FAISS gallery, calibrate the score.
+"""Stage `index`: embed the reference photos, build the FAISS gallery, calibrate the verdicts.
 
 References are genuine product photos and known fakes (any source with product and
-authenticity labels). Calibration screens a labelled validation split against the new
-gallery, fits Platt scaling on the raw scores and picks the threshold that reaches the
-target precision there.
+authenticity labels), plus photos of unmonitored products as background references.
+Calibration screens held-back labelled photos against the new gallery, each judged against
+its own product, and fits per product (scoring/open_world.py): the support bound, and Platt
+scaling with the flag threshold for the target precision (known fakes) or the cold-start
+distance threshold (genuine references only). Held-back unmonitored photos set the no-match
+threshold. A global Platt fit is kept too, as the last fallback and for older readers.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from knockoff.data import data_root, read_sources
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery, portable_path
 from knockoff.matching import match
-from knockoff.records import FAKE, ImageRecord
-from knockoff.scoring import Calibration, ScorerParams, fit_calibration
+from knockoff.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.scoring import Calibration, HeldBack, OpenWorldParams, ScorerParams, fit_calibration, fit_open_world
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,13 @@ class IndexConfig:
     factory: str = "Flat"
     search_parameters: str = ""
     references: tuple[str, ...] = ()
-    calibration: str | None = None
+    # held-back labelled photos (never references): one spec or several
+    calibration: str | tuple[str, ...] | None = None
+    # photos of products nobody monitors: every other one (by path) becomes a background
+    # reference, the rest are held back to set the no-match threshold
+    unmonitored: tuple[str, ...] = ()
     target_precision: float = 0.95
+    open_world: OpenWorldParams = field(default_factory=OpenWorldParams)
     # Let the labelled calibration photos join the gallery once calibration is fit. More
     # references help unseen photos a little (sneakers: +0.002 ROC-AUC, +0.005 recall at 95%
     # precision on held-back halves, threshold precision kept), but afterwards the
@@ -45,35 +53,108 @@ def labelled(records: list[ImageRecord], what: str) -> list[ImageRecord]:
     return kept
 
 
-def build_gallery(embedder: OnnxEmbedder, config: IndexConfig, references: list[ImageRecord]) -> Gallery:
+def build_gallery(embedder: OnnxEmbedder, config: IndexConfig, references: list[ImageRecord]) -> tuple[Gallery, np.ndarray]:
+    """The gallery, and its reference embeddings in row order (for what calibration derives from them)."""
     embeddings, kept, failures = embed_records(embedder, references, config.batch_size, config.workers, "references")
     _report_failures("references", failures)
     if not kept:
         raise ValueError("no reference image could be read")
-    return Gallery.build(
+    gallery = Gallery.build(
         embeddings, kept, embedder.info, config.factory, config.search_parameters,
-        config.scorer, sources=list(config.references), data_root=data_root(),
+        config.scorer, sources=[*config.references, *config.unmonitored], data_root=data_root(),
     )
+    return gallery, embeddings
 
 
 def calibrate(gallery: Gallery, embeddings: np.ndarray, photos: list[ImageRecord], config: IndexConfig) -> Calibration:
-    """Screen the labelled photos against the gallery and fit score scale and flag threshold."""
-    raw = match(gallery, embeddings, with_evidence=False).raw
+    """The global Platt fit: every held-back photo judged against its own product."""
+    matches = match(gallery, embeddings, with_evidence=False, claimed=[r.product for r in photos])
     is_fake = np.array([r.authenticity == FAKE for r in photos])
-    return fit_calibration(raw, is_fake, config.target_precision, source=config.calibration or "")
+    return fit_calibration(matches.raw, is_fake, config.target_precision, source=",".join(calibration_specs(config)))
+
+
+def calibration_specs(config: IndexConfig) -> list[str]:
+    if not config.calibration:
+        return []
+    return [config.calibration] if isinstance(config.calibration, str) else list(config.calibration)
+
+
+def split_unmonitored(records: list[ImageRecord]) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(background references, held-back photos): alternate photos by path, so both halves
+    cover every kind of unmonitored product the source has."""
+    ordered = sorted(records, key=lambda r: r.path)
+    background = [replace(r, authenticity=UNMONITORED) for r in ordered[0::2]]
+    return background, ordered[1::2]
+
+
+def product_descriptions(gallery: Gallery, embeddings: np.ndarray) -> dict[str, dict]:
+    """Per catalogued product: its group, whether it has known fakes, and how close its genuine
+    references lie to each other (mean and spread of each one's nearest other genuine one),
+    pooled over the group (then everything) where it has too few references for that."""
+    products = gallery.references.column("product").to_pylist()
+    brands = gallery.references.column("brand").to_pylist()
+    sources = gallery.references.column("source").to_pylist()
+    described: dict[str, dict] = {}
+    for name in gallery.catalogue_products:
+        rows = np.flatnonzero((np.array(products, dtype=object) == name) & gallery.is_catalogue)
+        group = next((brands[r] for r in rows if brands[r]), None) or (sources[rows[0]] or "").split("/")[0] or "all"
+        genuine = rows[gallery.is_genuine[rows]]
+        described[name] = {"group": group, "fakes": bool(gallery.is_fake[rows].any()),
+                           "loo": _leave_one_out_similarity(embeddings[genuine])}
+    for name, description in described.items():
+        pools = ([description["loo"]],
+                 [d["loo"] for d in described.values() if d["group"] == description["group"]],
+                 [d["loo"] for d in described.values()])
+        values = next(np.concatenate(p) for p in pools if sum(len(v) for v in p) >= 5 or p is pools[-1])
+        description["genuine_mean"] = float(values.mean()) if len(values) else 1.0
+        description["genuine_spread"] = float(max(values.std(), 1e-3)) if len(values) > 1 else 0.1
+    return described
+
+
+def _leave_one_out_similarity(vectors: np.ndarray) -> np.ndarray:
+    if len(vectors) < 2:
+        return np.zeros(0)
+    similarities = vectors @ vectors.T
+    np.fill_diagonal(similarities, -np.inf)
+    return similarities.max(axis=1)
+
+
+def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
+              unmonitored_vectors: np.ndarray, config: IndexConfig):
+    """The open-world calibration from held-back photos (each judged against its own product)."""
+    catalogued = [i for i, r in enumerate(photos) if r.product in set(gallery.catalogue_products)]
+    photos, embeddings = [photos[i] for i in catalogued], embeddings[catalogued]
+    matches = match(gallery, embeddings, with_evidence=False, claimed=[r.product for r in photos])
+    described = product_descriptions(gallery, reference_vectors)
+    held_back = HeldBack(
+        product=[r.product for r in photos], group=[described[r.product]["group"] for r in photos],
+        is_fake=np.array([r.authenticity == FAKE for r in photos]), product_similarity=matches.product_similarity,
+        raw=matches.raw, nearest_genuine=matches.genuine_similarity,
+    )
+    if len(unmonitored_vectors):
+        unmonitored = match(gallery, unmonitored_vectors, with_evidence=False).nearest_catalogue
+    else:
+        unmonitored = np.array([-1.0])  # none held back: nothing is refused as unmonitored
+    return fit_open_world(held_back, unmonitored, described, config.open_world, config.target_precision)
 
 
 def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
     embedder = OnnxEmbedder(model_path)
-    gallery = build_gallery(embedder, config, labelled(list(read_sources(config.references)), "references"))
-    if config.calibration:
-        photos = labelled(list(read_sources([config.calibration])), "calibration")
-        _check_disjoint(gallery, photos)
+    references = labelled(list(read_sources(config.references)), "references")
+    background, held_unmonitored = split_unmonitored(list(read_sources(config.unmonitored)))
+    gallery, reference_vectors = build_gallery(embedder, config, references + background)
+    specs = calibration_specs(config)
+    if specs:
+        photos = labelled(list(read_sources(specs)), "calibration")
+        _check_disjoint(gallery, photos + held_unmonitored)
         embeddings, kept, failures = embed_records(embedder, photos, config.batch_size, config.workers, "calibration")
         _report_failures("calibration", failures)
+        unmonitored_vectors, _, failures = embed_records(embedder, held_unmonitored, config.batch_size, config.workers, "unmonitored")
+        _report_failures("unmonitored", failures)
         gallery.info.calibration = calibrate(gallery, embeddings, kept, config)
+        gallery.info.open_world = fit_world(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
         if config.add_calibration_photos:
-            gallery.add(embeddings, kept, source=config.calibration, data_root=data_root())
+            gallery.add(embeddings, kept, source=",".join(specs), data_root=data_root())
     gallery.save(out_dir)
     return gallery
 

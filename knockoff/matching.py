@@ -1,4 +1,11 @@
-"""Match embeddings against a gallery: counterfeit score, matched product and evidence."""
+"""Match embeddings against a gallery: which product, judged against that product alone, and the verdict.
+
+Per photo: the catalogued product it shows (a similarity-weighted vote of its nearest
+catalogued references, or the listing's claimed product when it names a catalogued one);
+the counterfeit log-odds over that product's genuine references and known fakes only (another
+product's fakes never count); its nearest catalogued and nearest unmonitored references; and,
+when the gallery has an open-world calibration, the status, score and flag (scoring/open_world.py).
+"""
 
 from __future__ import annotations
 
@@ -9,47 +16,62 @@ import numpy as np
 from knockoff.gallery import Gallery
 from knockoff.records import FAKE, GENUINE
 from knockoff.scoring import knn_log_odds
+from knockoff.scoring.open_world import decide
 
 EVIDENCE_FIELDS = ("row", "similarity", "path", "listing_id", "product", "authenticity", "source")
+_FLOOR = -1.0  # the lowest cosine: the similarity of a side with no member at all
 
 
 @dataclass
 class MatchBatch:
-    raw: np.ndarray  # soft k-NN log-odds (uncalibrated)
-    score: np.ndarray | None  # calibrated p(counterfeit); None when the gallery is uncalibrated
+    raw: np.ndarray  # soft k-NN log-odds over the judged product's references (uncalibrated)
+    score: np.ndarray | None  # calibrated p(counterfeit), NaN unless scored; None when the gallery is uncalibrated
     flagged: np.ndarray | None
-    product: list[str | None]  # the product the photo matched
+    product: list[str | None]  # the product the photo was judged against (claimed, else matched)
     product_similarity: np.ndarray  # cosine to the closest reference of that product
-    neighbors: list[list[dict]] | None  # the k references that voted
-    nearest_genuine: list[list[dict]] | None
-    nearest_fake: list[list[dict]] | None
+    neighbors: list[list[dict]] | None  # the k nearest references of that product
+    nearest_genuine: list[list[dict]] | None  # ... its nearest genuine references
+    nearest_fake: list[list[dict]] | None  # ... and its nearest known fakes
+    matched_product: list[str | None] | None = None  # what the photo looks like, whatever was claimed
+    nearest_catalogue: np.ndarray | None = None
+    nearest_background: np.ndarray | None = None
+    genuine_similarity: np.ndarray | None = None  # nearest genuine reference of the judged product
+    status: list[str] | None = None
+    reason: list[str | None] | None = None
+    threshold: np.ndarray | None = None
+    level: list[str | None] | None = None
 
 
-def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True) -> MatchBatch:
+def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True,
+          claimed: list[str | None] | None = None) -> MatchBatch:
     params = gallery.info.scorer
     similarities, rows = gallery.search(embeddings, params.candidates)
     valid = rows >= 0
     safe_rows = np.where(valid, rows, 0)
-    # A side (genuine or fake) missing from the candidates is searched for on its own, so
-    # the score and the evidence always rest on that side's true nearest reference.
-    fake_member = valid & gallery.is_fake[safe_rows]
-    genuine_member = valid & gallery.is_genuine[safe_rows]
-    outside_fake = _search_missing_side(gallery, embeddings, fake_member, FAKE, params.evidence)
-    outside_genuine = _search_missing_side(gallery, embeddings, genuine_member, GENUINE, params.evidence)
-    raw = knn_log_odds(similarities, gallery.is_fake[safe_rows], valid, params,
-                       nearest_fake=outside_fake.nearest, nearest_genuine=outside_genuine.nearest)
-    product, product_similarity = _vote_product(gallery, similarities, safe_rows, valid, params.k, params.temperature)
-    calibration = gallery.info.calibration
-    score = calibration.probability(raw) if calibration else None
-    flagged = score >= calibration.threshold if calibration else None
-    batch = MatchBatch(raw, score, flagged, product, product_similarity, None, None, None)
+    catalogue = valid & gallery.is_catalogue[safe_rows]
+    matched, _ = _vote_product(gallery, similarities, safe_rows, catalogue, params.k, params.temperature)
+    product = _judged_product(gallery, matched, claimed)
+    codes = np.array([gallery._code_of.get(p, -1) if p else -1 for p in product])
+    own = catalogue & (gallery.product_codes[safe_rows] == codes[:, None])
+    # Each side of the judged product, and the catalogue and background as a whole: from the
+    # candidates when there, else by a search restricted to them, so every figure rests on
+    # the true nearest reference.
+    fake = _nearest(gallery, embeddings, similarities, rows, own & gallery.is_fake[safe_rows],
+                    [(p, FAKE) for p in product], params.evidence)
+    genuine = _nearest(gallery, embeddings, similarities, rows, own & gallery.is_genuine[safe_rows],
+                       [(p, GENUINE) for p in product], params.evidence)
+    nearest_catalogue = _nearest(gallery, embeddings, similarities, rows, catalogue, [("catalogue",)] * len(rows), 1).best
+    background = _nearest(gallery, embeddings, similarities, rows, valid & gallery.is_background[safe_rows],
+                          [("background",)] * len(rows), 1).best
+    raw = knn_log_odds(similarities, gallery.is_fake[safe_rows], own, params,
+                       nearest_fake=fake.best, nearest_genuine=genuine.best)
+    product_similarity = np.fmax(fake.best, genuine.best).astype(np.float32)
+    batch = MatchBatch(raw, None, None, product, product_similarity, None, None, None, matched,
+                       nearest_catalogue, background, genuine.best)
+    _judge(gallery, batch, genuine.best)
     if with_evidence:
-        top = params.k
-        picks = (
-            [(s[:top][v[:top]], r[:top][v[:top]]) for s, r, v in zip(similarities, rows, valid)],
-            _nearest_picks(similarities, rows, genuine_member, params.evidence, outside_genuine),
-            _nearest_picks(similarities, rows, fake_member, params.evidence, outside_fake),
-        )
+        voters = [(s[o][:params.k], r[o][:params.k]) for s, r, o in zip(similarities, rows, own)]
+        picks = (voters, genuine.picks, fake.picks)
         # One read of the reference table per batch, for just the rows shown as evidence.
         references = gallery.reference_rows(np.concatenate([r for group in picks for _, r in group] or [[]]))
         batch.neighbors, batch.nearest_genuine, batch.nearest_fake = (
@@ -58,33 +80,66 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True) 
     return batch
 
 
+def _judge(gallery: Gallery, batch: MatchBatch, nearest_genuine: np.ndarray) -> None:
+    """Status, score and flag: the open-world verdict, or (a gallery calibrated before it) the
+    one global calibration."""
+    world, calibration = gallery.info.open_world, gallery.info.calibration
+    if world is not None:
+        verdicts = decide(world, batch.product, batch.nearest_catalogue, batch.nearest_background,
+                          batch.product_similarity, batch.raw, nearest_genuine)
+        batch.status, batch.score, batch.flagged = verdicts.status, verdicts.score, verdicts.flagged
+        batch.reason, batch.threshold, batch.level = verdicts.reason, verdicts.threshold, verdicts.level
+    elif calibration is not None:
+        batch.score = calibration.probability(batch.raw)
+        batch.flagged = batch.score >= calibration.threshold
+        batch.status = ["scored"] * len(batch.raw)
+        batch.threshold = np.full(len(batch.raw), calibration.threshold)
+        batch.level = ["global"] * len(batch.raw)
+        batch.reason = [None] * len(batch.raw)
+
+
+def _judged_product(gallery: Gallery, matched: list[str | None], claimed: list[str | None] | None) -> list[str | None]:
+    """The claimed product when the listing names a catalogued one (compared case-blind), else the match."""
+    if claimed is None:
+        return matched
+    catalogue = {name.casefold(): name for name in gallery.catalogue_products}
+    return [catalogue.get(c.strip().casefold(), m) if c else m for c, m in zip(claimed, matched)]
+
+
 @dataclass
-class _OutsideSearch:
-    """Restricted-search results for the rows whose candidates lack one side."""
-
-    nearest: np.ndarray  # (n,) similarity of the side's closest reference; NaN if not searched
-    found: dict[int, tuple[np.ndarray, np.ndarray]]  # row -> (similarities, reference rows)
+class _Nearest:
+    best: np.ndarray  # (n,) similarity of the subset's closest reference; -1 when it has none
+    picks: list[tuple[np.ndarray, np.ndarray]]  # per photo, (similarities, rows) of its `count` nearest
 
 
-def _search_missing_side(gallery: Gallery, embeddings: np.ndarray, member: np.ndarray, side: str, count: int) -> _OutsideSearch:
+def _nearest(gallery: Gallery, embeddings: np.ndarray, sims: np.ndarray, rows: np.ndarray, member: np.ndarray,
+             keys: list[tuple], count: int) -> _Nearest:
+    """The `count` nearest members of a per-photo subset: from the candidates where any is
+    there, else by a search restricted to the subset (photos grouped by subset)."""
+    picks: list[tuple[np.ndarray, np.ndarray]] = []
+    for s, r, m in zip(sims, rows, member):
+        keep = np.flatnonzero(m)[:count]
+        picks.append((s[keep], r[keep]))
     missing = np.flatnonzero(~member.any(axis=1))
-    nearest = np.full(len(embeddings), np.nan)
-    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if len(missing):
-        sims, rows = gallery.search_side(embeddings[missing], count, side)
-        for position, i in enumerate(missing):
-            keep = rows[position] >= 0
-            if keep.any():
-                found[int(i)] = (sims[position][keep], rows[position][keep])
-                nearest[i] = sims[position][keep][0]
-    return _OutsideSearch(nearest, found)
+    for key in sorted({keys[i] for i in missing}, key=str):
+        if key[0] is None:  # no product to judge against
+            continue
+        group = [i for i in missing if keys[i] == key]
+        found_sims, found_rows = gallery.search_among(embeddings[group], count, key)
+        for position, i in enumerate(group):
+            keep = found_rows[position] >= 0
+            picks[i] = (found_sims[position][keep], found_rows[position][keep])
+    best = np.array([s[0] if len(s) else _FLOOR for s, _ in picks], dtype=np.float64)
+    return _Nearest(best, picks)
 
 
 def _vote_product(
     gallery: Gallery, sims: np.ndarray, rows: np.ndarray, valid: np.ndarray, k: int, temperature: float
 ) -> tuple[list[str | None], np.ndarray]:
-    """The product with the largest similarity-weighted vote among the k nearest references."""
-    sims, rows, valid = sims[:, :k], rows[:, :k], valid[:, :k]
+    """The product with the largest similarity-weighted vote among the k nearest catalogued references."""
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]  # the first k valid candidates, in rank order
+    sims, rows = np.take_along_axis(sims, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    valid = np.take_along_axis(valid, order, axis=1)
     codes = gallery.product_codes[rows]
     weights = np.where(valid, np.exp((sims - sims[:, :1]) / temperature), 0.0)
     votes = np.zeros((len(rows), len(gallery.product_names)))
@@ -100,18 +155,3 @@ def _evidence(references: dict[int, dict], sims: np.ndarray, rows: np.ndarray) -
         {"row": int(row), "similarity": float(similarity), **{k: references[int(row)][k] for k in EVIDENCE_FIELDS[2:]}}
         for similarity, row in zip(sims, rows)
     ]
-
-
-def _nearest_picks(
-    sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int, outside: _OutsideSearch
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query, (similarities, rows) of the `count` nearest references of one side."""
-    picks = []
-    for i, (s, r, m) in enumerate(zip(sims, rows, member)):
-        if i in outside.found:
-            s, r = outside.found[i]
-            keep = np.arange(min(count, len(r)))
-        else:
-            keep = np.flatnonzero(m)[:count]
-        picks.append((s[keep], r[keep]))
-    return picks

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 GENUINE = "genuine"
 FAKE = "fake"
+# Background references: photos of products nobody monitors (never a listing's label).
+UNMONITORED = "unmonitored"
 
 # Words that marketplaces, datasets and analysts use for the two authenticity labels.
 _AUTHENTICITY_WORDS = {

@@ -29,12 +29,19 @@ def summarize(rows: list[dict], top: int = 10) -> str:
     scored = sorted((r for r in rows if r.get("score") is not None), key=lambda r: -r["score"])
     flagged = [r for r in scored if r.get("flagged")]
     mismatched = [r for r in scored if r.get("product_mismatch")]
+    no_match = [r for r in rows if r.get("status") == "no_match"]
+    unsupported = [r for r in rows if r.get("status") == "unsupported"]
     lines = [
         f"{len(rows)} listings: {len(flagged)} flagged, {len(scored) - len(flagged)} not flagged, "
         f"{len(failed)} failed, {len(mismatched)} with a product mismatch",
+        f"not judged: {len(no_match)} show no catalogued product (no_match), "
+        f"{len(unsupported)} have no reference close enough (unsupported: need references)",
         "",
         _table([_view(r) for r in scored[:top]]),
     ]
+    if unsupported:
+        lines += ["", "unsupported (add references of the product to judge them):"] + [
+            f"  {r.get('listing_id') or r.get('path')}: {r.get('status_reason')}" for r in unsupported[:top]]
     if failed:
         lines += ["", "failed:"] + [f"  {r.get('listing_id') or r.get('path')}: {r['error']}" for r in failed[:top]]
     return "\n".join(lines)

@@ -29,17 +29,24 @@ RESULT_SCHEMA = pa.schema([
     ("listing_id", pa.string()),
     ("path", pa.string()),
     ("source", pa.string()),
-    ("score", pa.float32()),  # calibrated p(counterfeit), null on error
-    ("flagged", pa.bool_()),
-    ("threshold", pa.float32()),
-    ("raw_score", pa.float32()),
-    ("product", pa.string()),  # the product the photo matched
-    ("product_similarity", pa.float32()),
+    # scored | no_match (no catalogued product) | unsupported (no reference close enough) | error
+    ("status", pa.string()),
+    ("status_reason", pa.string()),  # why a row is not scored, in figures
+    ("score", pa.float32()),  # calibrated p(counterfeit) against its own product; null unless scored
+    ("flagged", pa.bool_()),  # only scored rows can be flagged
+    ("threshold", pa.float32()),  # the flag threshold of the calibration that judged it
+    ("calibration_level", pa.string()),  # product | group | global | cold start (...)
+    ("raw_score", pa.float32()),  # log-odds over the judged product's references only
+    ("product", pa.string()),  # the product the photo was judged against (the claim, else the match)
+    ("product_similarity", pa.float32()),  # its nearest reference of that product
+    ("matched_product", pa.string()),  # what the photo looks like, whatever the listing claims
+    ("nearest_catalogued", pa.float32()),  # similarity of its nearest catalogued reference
+    ("nearest_unmonitored", pa.float32()),  # ... and of its nearest unmonitored (background) one
     ("claimed_product", pa.string()),  # the product the listing says it is, if given
     ("product_mismatch", pa.bool_()),
     ("brand", pa.string()),  # the listing's brand if given, else the matched product's
     ("label", pa.string()),  # known authenticity, if the input carried one
-    ("neighbors", pa.list_(REFERENCE)),  # the k references that voted
+    ("neighbors", pa.list_(REFERENCE)),  # the k nearest references of the judged product
     ("nearest_genuine", pa.list_(REFERENCE)),
     ("nearest_fake", pa.list_(REFERENCE)),
     ("error", pa.string()),

@@ -96,7 +96,9 @@ class Scorer:
         return self.embedder.embed(batch.images)
 
     def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> list[dict]:
-        return result_rows(batch, match(self.gallery, embeddings), self.gallery, self.versions, self.brands)
+        claimed = [record.product for record, error in zip(batch.records, batch.errors) if error is None]
+        matches = match(self.gallery, embeddings, claimed=claimed)
+        return result_rows(batch, matches, self.gallery, self.versions, self.brands)
 
 
 def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:
@@ -184,7 +186,6 @@ def product_brands(gallery: Gallery) -> dict[str, str]:
 def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, versions: dict[str, str],
                 brands: dict[str, str]) -> list[dict]:
     """One output row per record of the batch; decoded records take their match in order."""
-    threshold = gallery.info.calibration.threshold
     rows, position = [], 0
     for record, error in zip(batch.records, batch.errors):
         row = dict.fromkeys(RESULT_SCHEMA.names)
@@ -195,20 +196,27 @@ def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, vers
             "claimed_product": record.product,
             "brand": record.brand,
             "label": record.authenticity,
-            "threshold": threshold,
+            "status": "error",
             "error": error,
             **versions,
         })
         if error is None:
             i, position = position, position + 1
-            product = matches.product[i]
+            product, scored = matches.product[i], matches.status[i] == "scored"
             row.update(
-                score=float(matches.score[i]),
+                status=matches.status[i],
+                status_reason=matches.reason[i],
+                score=_number(matches.score[i]) if scored else None,
                 flagged=bool(matches.flagged[i]),
+                threshold=_number(matches.threshold[i]),
+                calibration_level=matches.level[i],
                 raw_score=float(matches.raw[i]),
                 product=product,
-                product_similarity=float(matches.product_similarity[i]),
-                product_mismatch=_mismatch(record.product, product),
+                product_similarity=_number(matches.product_similarity[i]),
+                matched_product=matches.matched_product[i],
+                nearest_catalogued=_number(matches.nearest_catalogue[i]),
+                nearest_unmonitored=_number(matches.nearest_background[i]),
+                product_mismatch=_mismatch(record.product, matches.matched_product[i]),
                 brand=record.brand or brands.get(product),
                 neighbors=matches.neighbors[i],
                 nearest_genuine=matches.nearest_genuine[i],
@@ -216,6 +224,12 @@ def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, vers
             )
         rows.append(row)
     return rows
+
+
+def _number(value: float) -> float | None:
+    """A float for the row; None for NaN and for the -1 that stands for 'no such reference'."""
+    value = float(value)
+    return None if value != value or value <= -1.0 else value
 
 
 def _mismatch(claimed: str | None, matched: str | None) -> bool | None:

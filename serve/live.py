@@ -38,11 +38,14 @@ class Snapshot:
     def score(self, image_bytes: bytes, name: str = "upload") -> dict:
         pixels = decode_rgb(image_bytes, self.embedder.info.input_size, name=name)
         result = match(self.gallery, self.embedder.embed(pixels[None]))
-        calibration = self.gallery.info.calibration
+        scored = result.status is not None and result.status[0] == "scored"
         return {
-            "score": float(result.score[0]) if result.score is not None else None,
+            "status": result.status[0] if result.status is not None else None,
+            "status_reason": result.reason[0] if result.reason is not None else None,
+            "score": float(result.score[0]) if scored else None,
             "flagged": bool(result.flagged[0]) if result.flagged is not None else None,
-            "threshold": calibration.threshold if calibration else None,
+            "threshold": _finite(result.threshold[0]) if result.threshold is not None else None,
+            "calibration_level": result.level[0] if result.level is not None else None,
             "raw_score": float(result.raw[0]),
             "product": result.product[0],
             "product_similarity": float(np.nan_to_num(result.product_similarity[0])),
@@ -51,6 +54,10 @@ class Snapshot:
             "nearest_fake": result.nearest_fake[0],
             **self.versions,
         }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 class LiveScorer:

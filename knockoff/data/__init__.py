@@ -80,7 +80,9 @@ def read_sources(specs: Iterable[str], root: Path | None = None) -> Iterator[Ima
 
 
 def _is_grocery_split(path: Path) -> bool:
+    """A split of the GroceryStoreDataset layout: `NAME.txt` beside the folder, with either
+    `classes.csv` (packages) or Fruit/Vegetables folders inside (produce, unlabelled)."""
     parent = path.parent
-    if not is_grocery_dataset(parent):
-        return False
-    return path.name == ICONIC_SPLIT or (parent / f"{path.name}.txt").is_file()
+    if is_grocery_dataset(parent):
+        return path.name == ICONIC_SPLIT or (parent / f"{path.name}.txt").is_file()
+    return (parent / f"{path.name}.txt").is_file() and any((path / kind).is_dir() for kind in ("Fruit", "Vegetables"))

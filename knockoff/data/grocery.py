@@ -42,7 +42,12 @@ def read_classes(dataset_dir: Path) -> dict[int, GroceryClass]:
 
 
 def read_grocery(dataset_dir: Path, split: str) -> Iterator[ImageRecord]:
+    """A split's photos with product names. Without `classes.csv` (the produce part, products
+    nobody monitors) the product is the photo's folder and the photo carries no label."""
     dataset_dir = Path(dataset_dir)
+    if not is_grocery_dataset(dataset_dir):
+        yield from _read_unlabelled_split(dataset_dir, split)
+        return
     classes = read_classes(dataset_dir)
     source = f"{dataset_dir.name}/{split}"
     if split == ICONIC_SPLIT:
@@ -67,3 +72,14 @@ def read_grocery(dataset_dir: Path, split: str) -> Iterator[ImageRecord]:
             authenticity=GENUINE,
             source=source,
         )
+
+
+def _read_unlabelled_split(dataset_dir: Path, split: str) -> Iterator[ImageRecord]:
+    list_file = dataset_dir / f"{split}.txt"
+    if not list_file.is_file():
+        raise FileNotFoundError(f"{list_file} does not exist (split {split!r} of {dataset_dir})")
+    for line in list_file.read_text().splitlines():
+        if line.strip():
+            relative_path = line.split(",")[0].strip()
+            yield ImageRecord(path=str(dataset_dir / relative_path), listing_id=Path(relative_path).stem,
+                              product=Path(relative_path).parent.name, source=f"{dataset_dir.name}/{split}")

@@ -1,0 +1,109 @@
+"""The open-world report of `knockoff evaluate`: a mixed crawl screened as a user would.
+
+The crawl mixes monitored products with genuine references and known fakes (sneakers
+`valid`), a monitored brand with genuine references only (grocery-packages `val`) and
+products nobody monitors (grocery-produce `val`). The first two are also the photos the
+gallery's per-product calibration is fit on, so the report cross-fits: the open-world
+calibration is fit on one half of them and judges the other half, both ways round. The
+unmonitored photos take no part in any fit (the no-match threshold comes from
+grocery-produce `train`). Photos are screened without a claimed product, as in a crawl.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from knockoff.gallery import Gallery
+from knockoff.indexing import IndexConfig, fit_world
+from knockoff.matching import MatchBatch, match
+from knockoff.metrics import roc_auc
+from knockoff.records import FAKE, ImageRecord
+from knockoff.scoring.open_world import SCORED, decide
+
+
+@dataclass
+class CrawlPart:
+    group: str  # e.g. 'sneakers', 'grocery-packages', 'unmonitored'
+    records: list[ImageRecord]
+    vectors: np.ndarray
+    held_back: bool  # part of the gallery's calibration photos (cross-fitted), or never fit on
+
+
+def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held_back: np.ndarray,
+                      config: IndexConfig, seed: int = 0) -> dict:
+    references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
+    verdicts: list[dict] = []
+    fitted = [p for p in parts if p.held_back]
+    records = [r for p in fitted for r in p.records]
+    vectors = np.concatenate([p.vectors for p in fitted])
+    halves = _halves(len(records), seed)
+    for fit_half, judge_half in (halves, halves[::-1]):
+        world = fit_world(gallery, references, vectors[fit_half], [records[i] for i in fit_half],
+                          unmonitored_held_back, config)
+        for part in parts:
+            rows = np.arange(len(part.records))
+            if part.held_back:
+                offset = sum(len(p.records) for p in fitted[:fitted.index(part)])
+                rows = np.intersect1d(judge_half - offset, rows)
+            else:  # never fit on: each half's calibration judges half of them
+                rows = rows[(rows % 2) == (0 if fit_half is halves[0] else 1)]
+            matches = match(gallery, part.vectors[rows], with_evidence=False)
+            decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
+                             matches.product_similarity, matches.raw, matches.genuine_similarity)
+            verdicts += _rows(part, rows, matches, decided)
+    return summarize(verdicts)
+
+
+def _halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[: count // 2]), np.sort(order[count // 2:])
+
+
+def _rows(part: CrawlPart, rows: np.ndarray, matches: MatchBatch, decided) -> list[dict]:
+    return [{"group": part.group, "product": part.records[i].product, "fake": part.records[i].authenticity == FAKE,
+             "status": decided.status[j], "flagged": bool(decided.flagged[j]), "raw": float(matches.raw[j]),
+             "matched": matches.matched_product[j]} for j, i in enumerate(rows)]
+
+
+def summarize(verdicts: list[dict]) -> dict:
+    flagged = [v for v in verdicts if v["flagged"]]
+    report = {
+        "photos": len(verdicts),
+        "flagged": len(flagged),
+        "flag_precision": _share(sum(v["fake"] for v in flagged), len(flagged)),
+        "groups": {},
+        "products": {},
+    }
+    for group in sorted({v["group"] for v in verdicts}):
+        mine = [v for v in verdicts if v["group"] == group]
+        fakes = [v for v in mine if v["fake"]]
+        entry = {
+            "photos": len(mine),
+            "status": dict(Counter(v["status"] for v in mine)),
+            "flagged": sum(v["flagged"] for v in mine),
+            "flagged_rate": _share(sum(v["flagged"] for v in mine), len(mine)),
+            "no_match_rate": _share(sum(v["status"] == "no_match" for v in mine), len(mine)),
+        }
+        if group != "unmonitored":
+            entry["product_top1"] = _share(sum(v["matched"] == v["product"] for v in mine), len(mine))
+        if fakes and len(fakes) < len(mine):
+            is_fake = np.array([v["fake"] for v in mine])
+            entry["roc_auc_raw"] = roc_auc(is_fake, np.array([v["raw"] for v in mine]))
+            entry["fakes_flagged"] = _share(sum(v["flagged"] for v in fakes), len(fakes))
+            entry["genuine_flagged"] = _share(sum(v["flagged"] for v in mine if not v["fake"]), len(mine) - len(fakes))
+            entry["flag_precision"] = _share(sum(v["flagged"] and v["fake"] for v in mine), entry["flagged"])
+        report["groups"][group] = entry
+    for product in sorted({v["product"] for v in verdicts if v["product"] and v["group"] != "unmonitored"}):
+        mine = [v for v in verdicts if v["product"] == product and v["group"] != "unmonitored"]
+        hits = sum(v["flagged"] and v["fake"] for v in mine)
+        report["products"][product] = {"photos": len(mine), "scored": sum(v["status"] == SCORED for v in mine),
+                                       "flagged": sum(v["flagged"] for v in mine),
+                                       "flag_precision": _share(hits, sum(v["flagged"] for v in mine))}
+    return report
+
+
+def _share(part: int, whole: int) -> float | None:
+    return float(part) / whole if whole else None

@@ -1,0 +1,247 @@
+"""Open-world verdicts: what the photo shows, whether a reference supports judging it, and the flag.
+
+A crawl is mostly products nobody monitors, and the gallery never covers every view of the
+products it does. So each photo gets a `status` before any score is believed:
+
+- `no_match`: the photo shows no catalogued product. Either an unmonitored (background)
+  reference is closer than every catalogued one, or the nearest catalogued reference is
+  farther than `no_match.threshold`, set on held-back photos of unmonitored products so that
+  at most `false_match_rate` of them would pass it (ignoring the background references, so the
+  bound holds for unmonitored products unlike any the gallery has).
+- `unsupported`: a catalogued product P, but its nearest reference of P is farther than P's
+  own held-back photos ever are (a conformal lower bound at level `support_alpha`): no
+  reference is close enough to judge it. The row says so in figures.
+- `scored`: judged against P alone. With known fakes of P: the soft k-NN log-odds over P's
+  genuine references and P's fakes, Platt-calibrated on P's held-back photos. Genuine
+  references only (cold start): how far the photo lies from P's genuine references, in units
+  of how far P's genuine references lie from each other, calibrated on held-back genuine
+  photos to `cold_start_false_flag_rate`.
+- `error`: the photo could not be read.
+
+Calibrations fall back from the product to its group (brand, or dataset) to all products
+when the product has too few held-back photos, and every row says which level it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from knockoff.scoring.calibration import Calibration, fit_calibration
+
+SCORED, NO_MATCH, UNSUPPORTED, ERROR = "scored", "no_match", "unsupported", "error"
+STATUSES = (SCORED, NO_MATCH, UNSUPPORTED, ERROR)
+LEVELS = ("product", "group", "global")
+
+
+@dataclass(frozen=True)
+class OpenWorldParams:
+    false_match_rate: float = 0.01  # unmonitored photos allowed past the no-match threshold
+    support_alpha: float = 0.02  # share of a product's own photos allowed below its support bound
+    cold_start_false_flag_rate: float = 0.01  # genuine photos flagged by a genuine-only product
+    min_photos: int = 30  # held-back photos for a product-level bound or cold-start calibration
+    min_per_class: int = 15  # held-back fakes and genuine photos for a product-level Platt fit
+
+
+@dataclass(frozen=True)
+class Bound:
+    value: float
+    level: str  # product | group | global: whose held-back photos set it
+    photos: int
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Genuine references only: distance = (mean - s) / spread of P's genuine reference similarity."""
+
+    mean: float  # P's genuine references: mean similarity to their nearest other genuine reference
+    spread: float
+    threshold: float  # distance above which a photo is flagged
+    level: str
+    photos: int
+
+
+@dataclass(frozen=True)
+class ProductPolicy:
+    group: str
+    support: Bound
+    calibration: Calibration | None = None  # P has known fakes
+    calibration_level: str = ""
+    cold_start: ColdStart | None = None  # P has genuine references only
+
+
+@dataclass
+class OpenWorld:
+    """Everything the open-world verdict needs, fit by `knockoff index`, kept in gallery.json."""
+
+    params: OpenWorldParams
+    no_match: Bound
+    products: dict[str, ProductPolicy] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> OpenWorld:
+        products = {}
+        for name, policy in values["products"].items():
+            products[name] = ProductPolicy(
+                group=policy["group"], support=Bound(**policy["support"]),
+                calibration=Calibration(**policy["calibration"]) if policy.get("calibration") else None,
+                calibration_level=policy.get("calibration_level", ""),
+                cold_start=ColdStart(**policy["cold_start"]) if policy.get("cold_start") else None,
+            )
+        return cls(OpenWorldParams(**values["params"]), Bound(**values["no_match"]), products)
+
+
+@dataclass
+class Verdicts:
+    status: list[str]
+    score: np.ndarray  # p(counterfeit) for scored rows; NaN otherwise
+    flagged: np.ndarray  # only scored rows can be True
+    threshold: np.ndarray
+    reason: list[str | None]  # why a row is not scored, in figures
+    level: list[str | None]  # which calibration judged it
+
+
+def conformal_lower_bound(similarities: np.ndarray, alpha: float) -> float:
+    """A bound below which at most `alpha` of new photos like these fall (split conformal):
+    the floor(alpha (n + 1))-th smallest, or the smallest when n is too small for alpha."""
+    ordered = np.sort(np.asarray(similarities, dtype=np.float64))
+    rank = int(np.floor(alpha * (len(ordered) + 1)))
+    return float(ordered[max(rank, 1) - 1])
+
+
+def no_match_bound(unmonitored_similarity: np.ndarray, false_match_rate: float) -> Bound:
+    """The nearest-catalogue similarity that at most `false_match_rate` of held-back unmonitored
+    photos reach (upper conformal bound: the ceil((1 - rate)(n + 1))-th smallest)."""
+    ordered = np.sort(np.asarray(unmonitored_similarity, dtype=np.float64))
+    if not len(ordered):
+        raise ValueError("the no-match threshold needs held-back photos of unmonitored products")
+    rank = int(np.ceil((1 - false_match_rate) * (len(ordered) + 1)))
+    value = float(ordered[min(rank, len(ordered)) - 1]) if rank <= len(ordered) else float(np.nextafter(ordered[-1], np.inf))
+    return Bound(value, "global", len(ordered))
+
+
+def cold_start_distance(nearest_genuine: np.ndarray, cold_start: ColdStart) -> np.ndarray:
+    return (cold_start.mean - np.asarray(nearest_genuine, dtype=np.float64)) / cold_start.spread
+
+
+def cold_start_probability(distance: np.ndarray, cold_start: ColdStart) -> np.ndarray:
+    """A score in [0, 1] that crosses 0.5 at the flag threshold: logistic in the distance, one
+    reference spread beyond the threshold moving the odds by a factor e."""
+    return 1.0 / (1.0 + np.exp(-(np.asarray(distance) - cold_start.threshold)))
+
+
+def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.ndarray, nearest_background: np.ndarray,
+           product_similarity: np.ndarray, raw: np.ndarray, nearest_genuine: np.ndarray) -> Verdicts:
+    """Status, score and flag per photo, from what matching found (all arrays per photo:
+    `product` the product judged against, `product_similarity` its nearest reference of it,
+    `raw` the log-odds over its references, `nearest_genuine` its nearest genuine of it)."""
+    n = len(product)
+    verdicts = Verdicts([SCORED] * n, np.full(n, np.nan), np.zeros(n, dtype=bool), np.full(n, np.nan), [None] * n, [None] * n)
+    for i in range(n):
+        policy = world.products.get(product[i] or "")
+        catalogue, background = float(nearest_catalogue[i]), float(nearest_background[i])
+        if policy is None or background >= catalogue:
+            verdicts.status[i] = NO_MATCH
+            verdicts.reason[i] = (f"nearest unmonitored reference {background:.2f} >= nearest catalogued {catalogue:.2f}"
+                                  if policy is not None else f"product {product[i]!r} is not in the catalogue")
+            continue
+        if catalogue < world.no_match.value:
+            verdicts.status[i] = NO_MATCH
+            verdicts.reason[i] = (f"nearest catalogued reference {catalogue:.2f}; catalogued products start at "
+                                  f"{world.no_match.value:.2f} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
+            continue
+        similarity = float(product_similarity[i])
+        if not similarity >= policy.support.value:
+            verdicts.status[i] = UNSUPPORTED
+            verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}; its {policy.support.level}'s "
+                                  f"held-back photos are >= {policy.support.value:.2f}")
+            continue
+        if policy.calibration is not None:
+            verdicts.score[i] = float(policy.calibration.probability(np.array([raw[i]]))[0])
+            verdicts.threshold[i] = policy.calibration.threshold
+            verdicts.level[i] = policy.calibration_level
+        elif policy.cold_start is not None:
+            distance = cold_start_distance(np.array([nearest_genuine[i]]), policy.cold_start)
+            verdicts.score[i] = float(cold_start_probability(distance, policy.cold_start)[0])
+            verdicts.threshold[i] = 0.5
+            verdicts.level[i] = f"cold start ({policy.cold_start.level})"
+        verdicts.flagged[i] = bool(verdicts.score[i] >= verdicts.threshold[i])
+    return verdicts
+
+
+@dataclass
+class HeldBack:
+    """What matching found for held-back labelled photos, each judged against its own product."""
+
+    product: list[str]
+    group: list[str]
+    is_fake: np.ndarray
+    product_similarity: np.ndarray
+    raw: np.ndarray
+    nearest_genuine: np.ndarray
+
+
+def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.ndarray, products: dict[str, dict],
+                   params: OpenWorldParams, target_precision: float) -> OpenWorld:
+    """Per product: support bound, and Platt calibration (known fakes) or cold start (genuine only).
+
+    `products` describes each catalogued product: {'group', 'fakes' (bool), 'genuine_mean',
+    'genuine_spread'} from its references.
+    """
+    world = OpenWorld(params, no_match_bound(unmonitored_catalogue_similarity, params.false_match_rate))
+    names = np.array(held_back.product, dtype=object)
+    groups = np.array(held_back.group, dtype=object)
+    for name, description in sorted(products.items()):
+        mine, group = names == name, groups == description["group"]
+        pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
+        # A genuine-only product flags photos in the tail of its genuine photos' distances: its
+        # support bound must lie farther out than that tail, or nothing could ever be flagged.
+        alpha = params.support_alpha if description["fakes"] else min(params.support_alpha, params.cold_start_false_flag_rate / 2)
+        support = _support(held_back, pools, params.min_photos, alpha)
+        if description["fakes"]:
+            calibration, level = _calibration(held_back, pools, params, target_precision, name)
+            world.products[name] = ProductPolicy(description["group"], support, calibration, level)
+        else:
+            cold = _cold_start(held_back, pools, params, description, products)
+            world.products[name] = ProductPolicy(description["group"], support, cold_start=cold)
+    return world
+
+
+def _support(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound:
+    for level, members in pools:
+        if members.sum() >= min_photos or level == "global":
+            values = held_back.product_similarity[members]
+            return Bound(conformal_lower_bound(values, alpha), level, int(members.sum()))
+    raise AssertionError("unreachable")
+
+
+def _calibration(held_back: HeldBack, pools, params: OpenWorldParams, target_precision: float, name: str):
+    for level, members in pools:
+        fakes, genuine = (held_back.is_fake & members).sum(), (~held_back.is_fake & members).sum()
+        if min(fakes, genuine) >= params.min_per_class or level == "global":
+            if min(fakes, genuine) == 0:
+                return None, ""
+            source = f"{name} ({level}: {int(members.sum())} held-back photos)"
+            return fit_calibration(held_back.raw[members], held_back.is_fake[members], target_precision, source), level
+    raise AssertionError("unreachable")
+
+
+def _cold_start(held_back: HeldBack, pools, params: OpenWorldParams, description: dict, products: dict[str, dict]) -> ColdStart:
+    """The distance threshold that at most the target share of held-back genuine photos exceed.
+    Distances are per product (each photo against its own product's references and spread),
+    so photos of a group's products can be pooled."""
+    genuine = ~held_back.is_fake
+    for level, members in pools:
+        chosen = members & genuine
+        if chosen.sum() >= params.min_photos or level == "global":
+            distances = np.array([
+                (products[p]["genuine_mean"] - s) / products[p]["genuine_spread"]
+                for p, s in zip(np.array(held_back.product, dtype=object)[chosen], held_back.nearest_genuine[chosen])
+            ])
+            threshold = -conformal_lower_bound(-distances, params.cold_start_false_flag_rate) if len(distances) else np.inf
+            return ColdStart(description["genuine_mean"], description["genuine_spread"], float(threshold), level, int(chosen.sum()))
+    raise AssertionError("unreachable")

@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+
+from knockoff.embedding import ModelInfo
+from knockoff.gallery import Gallery
+from knockoff.matching import match
+from knockoff.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.scoring import ScorerParams
+from knockoff.scoring.open_world import (
+    NO_MATCH, SCORED, UNSUPPORTED, HeldBack, OpenWorld, OpenWorldParams, conformal_lower_bound, fit_open_world,
+    no_match_bound,
+)
+
+INFO = ModelInfo("test", "finetuned", "m", 64, 3, (0.5,) * 3, (0.5,) * 3)
+
+
+def unit(*vector):
+    vector = np.array(vector, dtype=np.float64)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_conformal_lower_bound_is_an_order_statistic_with_the_promised_coverage():
+    rng = np.random.default_rng(0)
+    calibration, fresh = rng.normal(size=2000), rng.normal(size=200_000)
+    for alpha in (0.01, 0.05, 0.2):
+        bound = conformal_lower_bound(calibration, alpha)
+        assert bound in calibration
+        assert np.mean(fresh < bound) == pytest.approx(alpha, abs=0.01)
+    assert conformal_lower_bound(np.array([0.5, 0.7, 0.9]), 0.01) == 0.5  # too few photos: the smallest
+
+
+def test_no_match_bound_lets_through_at_most_the_target_share_of_unmonitored_photos():
+    rng = np.random.default_rng(1)
+    held_back, fresh = rng.uniform(0.3, 0.7, 500), rng.uniform(0.3, 0.7, 200_000)
+    bound = no_match_bound(held_back, 0.01)
+    assert np.mean(fresh >= bound.value) == pytest.approx(0.01, abs=0.005)
+    assert no_match_bound(np.array([0.5, 0.6]), 0.01).value > 0.6  # too few: nothing passes
+
+
+def _held_back(rng, product, count, fake_share, similarity):
+    is_fake = rng.random(count) < fake_share
+    raw = np.where(is_fake, rng.normal(0.1, 0.05, count), rng.normal(-0.1, 0.05, count))
+    return product, is_fake, raw, rng.normal(similarity, 0.03, count)
+
+
+def test_calibration_falls_back_from_product_to_group_to_global_and_says_which():
+    rng = np.random.default_rng(2)
+    parts = [_held_back(rng, "shoe", 200, 0.5, 0.85), _held_back(rng, "boot", 10, 0.5, 0.8),
+             _held_back(rng, "juice", 40, 0.0, 0.7)]
+    held = HeldBack(
+        product=[p for p, f, _, _ in parts for _ in f], group=["nike" if p != "juice" else "grocery" for p, f, _, _ in parts for _ in f],
+        is_fake=np.concatenate([f for _, f, _, _ in parts]), product_similarity=np.concatenate([s for *_, s in parts]),
+        raw=np.concatenate([r for _, _, r, _ in parts]), nearest_genuine=np.concatenate([s for *_, s in parts]),
+    )
+    products = {"shoe": {"group": "nike", "fakes": True}, "boot": {"group": "nike", "fakes": True},
+                "juice": {"group": "grocery", "fakes": False, "genuine_mean": 0.8, "genuine_spread": 0.05},
+                "jam": {"group": "grocery", "fakes": False, "genuine_mean": 0.8, "genuine_spread": 0.05}}
+    world = fit_open_world(held, np.array([0.4, 0.5, 0.55]), products, OpenWorldParams(min_photos=30, min_per_class=15), 0.95)
+    assert world.products["shoe"].calibration_level == "product" and world.products["shoe"].support.level == "product"
+    assert world.products["boot"].calibration_level == "group"  # 10 photos: pooled with its brand
+    assert world.products["boot"].support.level == "group"
+    assert world.products["juice"].cold_start.level == "product" and world.products["juice"].calibration is None
+    assert world.products["jam"].cold_start.level == "group"  # no held-back photos of its own
+    assert OpenWorld.from_dict(world.to_dict()) == world
+
+
+@pytest.fixture
+def open_gallery():
+    """Bags with genuine references and fakes; shoes with genuine references and fakes; juice
+    with genuine references only; fruit as background (unmonitored) references."""
+    vectors, records = [], []
+    def add(vector, product, authenticity):
+        vectors.append(unit(*vector))
+        records.append(ImageRecord(f"{product}-{len(records)}.jpg", f"R{len(records)}", product, authenticity))
+    for i in range(4):
+        add((1, 0.02 * i, 0, 0, 0), "bag", GENUINE)
+        add((1, 0.02 * i, 0.3, 0, 0), "bag", FAKE)
+        add((0, 1, 0.02 * i, 0, 0), "shoe", GENUINE)
+        add((0.0, 1, 0.3 + 0.02 * i, 0, 0), "shoe", FAKE)
+        add((0, 0, 0, 1, 0.02 * i), "juice", GENUINE)
+        add((0, 0, 0, 0.02 * i, 1), "orange", UNMONITORED)
+    gallery = Gallery.build(np.stack(vectors), records, INFO.__class__(**{**INFO.__dict__, "embedding_dim": 5}),
+                            scorer=ScorerParams(k=3, temperature=0.02, candidates=6, evidence=2))
+    return gallery
+
+
+def test_a_photo_is_judged_only_against_its_own_products_references(open_gallery):
+    # A genuine-looking bag that also sits near shoe fakes: shoe fakes must not count.
+    query = unit(1, 0.01, 0, 0, 0) + 0.2 * unit(0, 1, 0.3, 0, 0)
+    result = match(open_gallery, unit(*query)[None])
+    assert result.product == ["bag"]
+    assert {e["product"] for e in result.nearest_fake[0] + result.nearest_genuine[0] + result.neighbors[0]} == {"bag"}
+    assert result.raw[0] < 0  # nearer bag genuine than bag fakes
+
+
+def test_a_claimed_product_is_the_one_judged_and_the_mismatch_shows(open_gallery):
+    result = match(open_gallery, unit(1, 0.01, 0, 0, 0)[None], claimed=["SHOE"])
+    assert result.product == ["shoe"] and result.matched_product == ["bag"]
+    assert {e["product"] for e in result.nearest_genuine[0]} == {"shoe"}
+
+
+def test_statuses_no_match_unsupported_and_scored(open_gallery):
+    held = HeldBack(["bag"] * 40 + ["juice"] * 40, ["b"] * 40 + ["g"] * 40, np.array([True, False] * 20 + [False] * 40),
+                    np.full(80, 0.95), np.array([0.02, -0.02] * 20 + [-1.0] * 40), np.full(80, 0.95))
+    described = {"bag": {"group": "b", "fakes": True}, "shoe": {"group": "b", "fakes": True},
+                 "juice": {"group": "g", "fakes": False, "genuine_mean": 0.99, "genuine_spread": 0.01}}
+    open_gallery.info.open_world = fit_open_world(held, np.array([0.6, 0.65, 0.7]), described, OpenWorldParams(min_photos=30), 0.9)
+    photos = np.stack([
+        unit(0, 0, 0, 0.01, 1),  # an orange: nearest to a background reference
+        unit(0, 0, 1, 0, 0),  # nothing in particular: far from everything
+        unit(1, 0.3, 0, 0, 0.5),  # a bag, but far from every bag reference
+        unit(1, 0.01, 0.29, 0, 0),  # a fake-looking bag
+        unit(1, 0.01, 0.0, 0, 0),  # a genuine-looking bag
+    ])
+    result = match(open_gallery, photos, with_evidence=False)
+    assert result.status[0] == NO_MATCH and "unmonitored" in result.reason[0]
+    assert result.status[1] == NO_MATCH and "catalogued products start at" in result.reason[1]
+    assert result.status[2] == UNSUPPORTED and "held-back photos are >=" in result.reason[2]
+    assert result.status[3:] == [SCORED, SCORED] and list(result.flagged[3:]) == [True, False]
+    assert not result.flagged[:3].any() and np.isnan(result.score[:3]).all()
+    assert result.level[3] == "product"
