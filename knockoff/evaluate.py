@@ -237,6 +237,8 @@ def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerPara
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     if any(curves.values()):
         plot_curves(curves, out_dir / "plots")
+    if "open_world" in results:
+        plot_open_world(results["open_world"], out_dir / "plots" / "open_world.png")
     regressed = results.get("comparison", {}).get("regressed")
     if regressed:
         changes = ", ".join(f"{m} {results['comparison']['difference'][m]:+.4f}" for m in regressed)
@@ -268,3 +270,29 @@ def plot_curves(curves: dict[str, dict], out_dir: Path) -> None:
         figure.tight_layout()
         figure.savefig(out_dir / f"{kind}.png", dpi=120)
         plt.close(figure)
+
+
+def plot_open_world(report: dict, out: Path) -> None:
+    """Per group of the mixed crawl: the share of photos flagged, not matched and unsupported."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted(report["groups"])
+    measures = {"flagged": lambda g: g["flagged_rate"], "no_match": lambda g: g["no_match_rate"],
+                "unsupported": lambda g: g["status"].get("unsupported", 0) / g["photos"]}
+    figure, axes = plt.subplots(figsize=(6, 4))
+    width = 0.8 / len(measures)
+    for offset, (name, value) in enumerate(measures.items()):
+        positions = [i + (offset - (len(measures) - 1) / 2) * width for i in range(len(groups))]
+        axes.bar(positions, [value(report["groups"][g]) for g in groups], width, label=name)
+    axes.set_xticks(range(len(groups)), [f"{g}\n({report['groups'][g]['photos']})" for g in groups])
+    axes.set_ylabel("share of the group's photos")
+    axes.set_ylim(0, 1)
+    axes.set_title(f"open-world crawl: flag precision {report['flag_precision'] or 0:.3f}")
+    axes.legend()
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)

@@ -57,6 +57,8 @@ class Item(BaseModel):
     score: float | None
     flagged: bool | None
     threshold: float | None
+    status: str | None = Field(None, description="screening status: scored | no_match | unsupported (needs references) | error")
+    status_reason: str | None = None
     product: str | None
     product_similarity: float | None
     claimed_product: str | None
@@ -104,11 +106,12 @@ def list_items(
     status_: str = Query("all", alias="status"), product: str | None = None, brand: str | None = None,
     min_score: float | None = None, max_score: float | None = None, run: int | None = None,
     decided_by: int | None = None, after: str | None = None, before: str | None = None,
+    screening: str = Query("all", description="all, scored, no_match, unsupported (needs references), error"),
     limit: int = Query(50, ge=1, le=500), viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database),
 ) -> ItemPage:
     """The review queue: flagged first, by score; keyset-paginated with `after`/`before` cursors."""
     try:
-        queue_filter = queue_store.QueueFilter(status_, product, brand, min_score, max_score, run, decided_by)
+        queue_filter = queue_store.QueueFilter(status_, product, brand, min_score, max_score, run, decided_by, screening)
         page = queue_store.page(db, queue_filter, viewer, queue_store.Cursor.parse(after), queue_store.Cursor.parse(before), limit)
     except ValueError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None

@@ -82,6 +82,12 @@ class LiveScorer:
             raise ScorerUnavailable(self.last_error or "no model loaded")
         return self._snapshot
 
+    def reload(self) -> None:
+        """Load the model and gallery again now (after this service rewrote the gallery)."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            self._refresh()
+
     def _fingerprint(self) -> tuple:
         parts = []
         for path in (self.model_path, self.gallery_path / INFO_FILE):

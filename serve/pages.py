@@ -106,7 +106,7 @@ def next_item(request: Request, after: int | None = None, session: Session = Dep
 
 
 @router.get("/items/{item_id}")
-def item_page(request: Request, item_id: int, session: Session = Depends(page_session),
+def item_page(request: Request, item_id: int, message: str | None = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
     item = visible_item(db, item_id, session.viewer)
     queue_filter = _filter(request)
@@ -118,7 +118,7 @@ def item_page(request: Request, item_id: int, session: Session = Depends(page_se
     previous = queue_store.neighbour(db, queue_filter, session.viewer, item, "previous")
     following = queue_store.neighbour(db, queue_filter, session.viewer, item, "next")
     return render(
-        request, "item.html", session=session, item=item, evidence=_evidence(item), holder=holder,
+        request, "item.html", session=session, item=item, evidence=_evidence(item), holder=holder, message=message,
         filter=queue_filter, upcoming=upcoming, previous=previous, following=following,
         upcoming_evidence=_evidence(upcoming) if upcoming else {}, users=_user_names(db),
         run=db.execute("SELECT * FROM runs WHERE id = ?", (item["run_id"],)).fetchone(),
@@ -139,6 +139,29 @@ def decide_form(request: Request, item_id: int, decision: str = Form(...), note:
     except decision_store.NotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
     return RedirectResponse(f"/items/next?{_filter(request).query_string(after=item_id)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/items/{item_id}/reference")
+def add_reference_form(request: Request, item_id: int, authenticity: str = Form(...), csrf_token: str = Form(""),
+                       session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
+    """Add the item's photo to the gallery as a genuine reference or known fake of its product."""
+    from knockoff_serve.live import ScorerUnavailable
+    from knockoff_serve.references import CannotAdd, add_as_reference
+
+    check_form_csrf(session, csrf_token)
+    item = visible_item(db, item_id, session.viewer)
+    settings = settings_of(request)
+    try:
+        photo = resolve_inside(item["path"], Path.cwd(), settings.allowed_roots())
+        values = add_as_reference(db, item, photo, authenticity, request.app.state.scorer)
+    except ImageNotAllowed as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+    except CannotAdd as refused:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(refused)) from None
+    except ScorerUnavailable as unavailable:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(unavailable)) from None
+    message = f"added as a {authenticity} reference of {item['product']}; rescored: {values['status']}"
+    return RedirectResponse(f"/items/{item_id}?{_filter(request).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/undo")
@@ -192,7 +215,7 @@ def _evidence(item: sqlite3.Row) -> dict[str, list[dict]]:
 def _filter(request: Request, form=None) -> queue_store.QueueFilter:
     values = dict(request.query_params)
     if form is not None:
-        values.update({k: v for k, v in form.items() if isinstance(v, str) and k.startswith(("status", "product", "brand", "min_", "max_", "run", "decided_by"))})
+        values.update({k: v for k, v in form.items() if isinstance(v, str) and k.startswith(("status", "product", "brand", "min_", "max_", "run", "decided_by", "screening"))})
     try:
         return queue_store.QueueFilter.from_query(values)
     except ValueError as error:

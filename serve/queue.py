@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlencode
 
 STATUSES = ("all", "pending", "decided", "counterfeit", "genuine", "unsure", "failed")
+# What screening made of the photo (knockoff/scoring/open_world.py); 'unsupported' is the
+# "needs references" queue.
+SCREENING = ("all", "scored", "no_match", "unsupported", "error")
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,13 @@ class QueueFilter:
     max_score: float | None = None
     run: int | None = None
     decided_by: int | None = None  # admins: one analyst's decisions
+    screening: str = "all"
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
+        if self.screening not in SCREENING:
+            raise ValueError(f"screening must be one of {SCREENING}")
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> QueueFilter:
@@ -54,6 +60,7 @@ class QueueFilter:
             max_score=number("max_score", float),
             run=number("run", int),
             decided_by=number("decided_by", int),
+            screening=query.get("screening") or "all",
         )
 
     def query_string(self, **extra: object) -> str:
@@ -97,6 +104,9 @@ def _where(queue_filter: QueueFilter, viewer: Viewer) -> tuple[list[str], dict]:
     elif status != "all":
         clauses.append("decision = :status")
         params["status"] = status
+    if queue_filter.screening != "all":
+        clauses.append("status = :screening")
+        params["screening"] = queue_filter.screening
     for key in ("product", "brand"):
         if getattr(queue_filter, key):
             clauses.append(f"{key} = :{key}")
@@ -157,7 +167,9 @@ def counts(connection: sqlite3.Connection, queue_filter: QueueFilter, viewer: Vi
                    SUM(decision = 'genuine') AS genuine,
                    SUM(decision = 'unsure') AS unsure,
                    SUM(error IS NOT NULL) AS failed,
-                   SUM(flagged = 1) AS flagged
+                   SUM(flagged = 1) AS flagged,
+                   SUM(status = 'unsupported') AS unsupported,
+                   SUM(status = 'no_match') AS no_match
             FROM items {where}""",
         params,
     ).fetchone()

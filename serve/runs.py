@@ -16,7 +16,7 @@ _EVIDENCE = ("neighbors", "nearest_genuine", "nearest_fake")
 _ITEM_COLUMNS = (
     "run_id", "position", "listing_id", "path", "source", "score", "flagged", "threshold", "product",
     "product_similarity", "claimed_product", "product_mismatch", "brand", "label", "error",
-    "model_version", "index_version", "evidence", "rank",
+    "model_version", "index_version", "evidence", "rank", "status", "status_reason", "matched_product",
 )
 
 
@@ -71,12 +71,14 @@ def import_results(connection: sqlite3.Connection, path: Path) -> tuple[int, boo
 def _item_values(run_id: int, position: int, row: dict) -> tuple:
     evidence = {key: _as_list(row.get(key)) for key in _EVIDENCE}
     values = {
-        **{key: row.get(key) for key in _ITEM_COLUMNS if key not in ("run_id", "position", "evidence", "rank")},
+        **{key: row.get(key) for key in _ITEM_COLUMNS if key not in ("run_id", "position", "evidence", "rank", "status")},
         "run_id": run_id,
         "position": position,
         "listing_id": None if row.get("listing_id") is None else str(row["listing_id"]),
         "evidence": json.dumps(evidence),
         "rank": queue_rank(row),
+        # results from before the screening status: every readable row was judged
+        "status": row.get("status") or ("error" if row.get("error") else "scored"),
     }
     return tuple(values[key] for key in _ITEM_COLUMNS)
 

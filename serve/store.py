@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS items (
     model_version TEXT,
     index_version TEXT,
     evidence TEXT,                -- JSON: neighbors, nearest_genuine, nearest_fake
+    status TEXT,                  -- screening status: scored | no_match | unsupported | error
+    status_reason TEXT,
+    matched_product TEXT,
     rank REAL NOT NULL,           -- queue order: flagged first, then by score; failed rows last
     decision TEXT CHECK (decision IN ('counterfeit', 'genuine', 'unsure')),
     decided_by INTEGER REFERENCES users(id),
@@ -72,6 +75,7 @@ CREATE INDEX IF NOT EXISTS items_by_product ON items (product, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_brand ON items (brand, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_decision ON items (decision, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_run ON items (run_id, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_status ON items (status, rank DESC, id);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
     item_id INTEGER NOT NULL REFERENCES items(id),
@@ -108,9 +112,27 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+# Columns added after a store may have been created: (table, column, type).
+_ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"), ("items", "matched_product", "TEXT"))
+
+
 def initialize(path: Path) -> None:
     with closing(connect(path)) as connection:
+        _add_missing_columns(connection)
         connection.executescript(SCHEMA)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a store made by an earlier Knockoff up to this schema (rows it screened before the
+    screening status existed were all judged: 'scored', or 'error' where they failed)."""
+    if not connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'").fetchone():
+        return
+    present = {row["name"] for row in connection.execute("PRAGMA table_info(items)")}
+    for table, column, kind in _ADDED_COLUMNS:
+        if column not in present:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    if "status" not in present:
+        connection.execute("UPDATE items SET status = CASE WHEN error IS NULL THEN 'scored' ELSE 'error' END")
 
 
 @contextmanager

@@ -8,9 +8,10 @@ products it does. So each photo gets a `status` before any score is believed:
   farther than `no_match.threshold`, set on held-back photos of unmonitored products so that
   at most `false_match_rate` of them would pass it (ignoring the background references, so the
   bound holds for unmonitored products unlike any the gallery has).
-- `unsupported`: a catalogued product P, but its nearest reference of P is farther than P's
-  own held-back photos ever are (a conformal lower bound at level `support_alpha`): no
-  reference is close enough to judge it. The row says so in figures.
+- `unsupported`: a catalogued product P with known fakes, but its nearest reference of P is
+  farther than P's own held-back photos are but for `support_alpha` of them (a conformal
+  lower bound): no reference is close enough to judge it. The row says so in figures. (A
+  genuine-only product has no such bound: its score is that very distance.)
 - `scored`: judged against P alone. With known fakes of P: the soft k-NN log-odds over P's
   genuine references and P's fakes, Platt-calibrated on P's held-back photos. Genuine
   references only (cold start): how far the photo lies from P's genuine references, in units
@@ -198,14 +199,15 @@ def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.nda
     for name, description in sorted(products.items()):
         mine, group = names == name, groups == description["group"]
         pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
-        # A genuine-only product flags photos in the tail of its genuine photos' distances: its
-        # support bound must lie farther out than that tail, or nothing could ever be flagged.
-        alpha = params.support_alpha if description["fakes"] else min(params.support_alpha, params.cold_start_false_flag_rate / 2)
-        support = _support(held_back, pools, params.min_photos, alpha)
         if description["fakes"]:
+            support = _support(held_back, pools, params.min_photos, params.support_alpha)
             calibration, level = _calibration(held_back, pools, params, target_precision, name)
             world.products[name] = ProductPolicy(description["group"], support, calibration, level)
         else:
+            # Genuine references only: the distance from them *is* the evidence (a fake lies
+            # farther than genuine photos do), so a support bound on the same distance would
+            # abstain on exactly the photos to flag. Such a product abstains through no_match only.
+            support = Bound(-1.0, "none (cold start)", 0)
             cold = _cold_start(held_back, pools, params, description, products)
             world.products[name] = ProductPolicy(description["group"], support, cold_start=cold)
     return world

@@ -11,7 +11,7 @@ PROTECTED = [
     ("GET", "/images/items/1/nearest_fake/0"), ("GET", "/api/items"), ("GET", "/api/items/1"), ("GET", "/api/decisions"),
     ("POST", "/api/items/1/decision"), ("POST", "/api/undo"), ("POST", "/api/decisions/bulk"), ("POST", "/api/items/1/lease"),
     ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/api/docs/assets/swagger-ui.css"), ("GET", "/"),
-    ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/api/score"),
+    ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/items/1/reference"), ("POST", "/api/score"),
 ]
 
 
