@@ -35,9 +35,10 @@ class Snapshot:
     def versions(self) -> dict[str, str]:
         return {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
 
-    def score(self, image_bytes: bytes, name: str = "upload") -> dict:
+    def score(self, image_bytes: bytes, name: str = "upload", claimed: str | None = None) -> dict:
+        """One photo's screening row; judged against `claimed` when it names a catalogued product."""
         pixels = decode_rgb(image_bytes, self.embedder.info.input_size, name=name)
-        result = match(self.gallery, self.embedder.embed(pixels[None]))
+        result = match(self.gallery, self.embedder.embed(pixels[None]), claimed=[claimed])
         scored = result.status is not None and result.status[0] == "scored"
         return {
             "status": result.status[0] if result.status is not None else None,

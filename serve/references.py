@@ -41,7 +41,7 @@ def add_as_reference(db: sqlite3.Connection, item: sqlite3.Row, photo: Path, aut
         if added.unreadable:
             raise CannotAdd(f"{photo}: {added.unreadable[0][1]}")
         scorer.reload()
-    rescored = scorer.snapshot().score(photo.read_bytes(), name=str(photo))
+    rescored = scorer.snapshot().score(photo.read_bytes(), name=str(photo), claimed=item["product"])
     values = {
         "status": rescored["status"], "status_reason": rescored["status_reason"], "score": rescored["score"],
         "flagged": rescored["flagged"], "threshold": rescored["threshold"],

@@ -93,3 +93,20 @@ def login(app, name: str) -> tuple[TestClient, str]:
     assert response.status_code == 303, response.text
     page = client.get("/queue").text
     return client, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+@pytest.fixture
+def unsupported_app(settings, database, users, tiny_onnx, tmp_path, monkeypatch):
+    """A scoring app whose queue holds one `unsupported` and one `no_match` photo."""
+    from dataclasses import replace
+
+    from knockoff.indexing import IndexConfig, index
+
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")
+    rows = result_rows(6)
+    rows[0].update(status="unsupported", score=None, flagged=False, path=str(PHOTOS[0]),
+                   status_reason="nearest reference of nike air force 0.41; its product's held-back photos are >= 0.62")
+    rows[1].update(status="no_match", score=None, flagged=False, status_reason="nearest catalogued reference 0.30")
+    import_results(database, write_results(tmp_path / "open.parquet", rows))
+    return create_app(replace(settings, model=tiny_onnx, gallery=tmp_path / "gallery"))

@@ -86,3 +86,27 @@ def test_dot_dot_paths_are_refused(browser, server, database):
     for raw in ("/images/..%2F..%2F..%2Fetc%2Fpasswd", "/images/items/%2e%2e/%2e%2e/etc/passwd"):
         response = page.request.get(f"{server}{raw}")
         assert response.status in (403, 404, 422) and b"root:" not in response.body()
+
+
+@pytest.fixture
+def unsupported_server(unsupported_app):
+    with BackgroundServer(unsupported_app) as url:
+        yield url
+
+
+def test_needs_references_queue_and_the_r_key_add_the_photo_and_rescore_it(browser, unsupported_server, database, tmp_path):
+    from knockoff.gallery import Gallery
+
+    page = browser.new_page()
+    log_in(page, unsupported_server)
+    page.click("#needs-references")
+    page.wait_for_url("**screening=unsupported**")
+    page.click("text=L00000")
+    page.wait_for_selector("#status-reason")
+    assert "held-back photos are >= 0.62" in page.locator("#status-reason").inner_text()
+    before = Gallery.load(tmp_path / "gallery").info.count
+    with page.expect_navigation():
+        page.keyboard.press("r")
+    assert "rescored" in page.locator("#message").inner_text()
+    assert Gallery.load(tmp_path / "gallery").info.count == before + 1
+    assert database.execute("SELECT status FROM items WHERE listing_id = 'L00000'").fetchone()["status"] == "scored"

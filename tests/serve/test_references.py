@@ -1,29 +1,10 @@
 """The "needs references" queue: unsupported photos, and adding one to the gallery in one step."""
 
 import re
-from dataclasses import replace
-
 import pytest
 
 from knockoff.gallery import Gallery
-from knockoff_serve.app import create_app
-from knockoff_serve.runs import import_results
-from tests.serve.conftest import PHOTOS, login, result_rows, write_results
-
-
-@pytest.fixture
-def unsupported_app(settings, database, users, tiny_onnx, tmp_path, monkeypatch):
-    from knockoff.indexing import IndexConfig, index
-    from tests.helpers import SAMPLE
-
-    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
-    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")
-    rows = result_rows(6)
-    rows[0].update(status="unsupported", score=None, flagged=False, path=str(PHOTOS[0]),
-                   status_reason="nearest reference of nike air force 0.41; its product's held-back photos are >= 0.62")
-    rows[1].update(status="no_match", score=None, flagged=False, status_reason="nearest catalogued reference 0.30")
-    import_results(database, write_results(tmp_path / "open.parquet", rows))
-    return create_app(replace(settings, model=tiny_onnx, gallery=tmp_path / "gallery"))
+from tests.serve.conftest import login
 
 
 def test_the_needs_references_queue_lists_unsupported_photos_with_their_reason(unsupported_app, database):
