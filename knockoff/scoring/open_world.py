@@ -8,9 +8,10 @@ products it does. So each photo gets a `status` before any score is believed:
   farther than `no_match.threshold`, set on held-back photos of unmonitored products so that
   at most `false_match_rate` of them would pass it (ignoring the background references, so the
   bound holds for unmonitored products unlike any the gallery has).
-- `unsupported`: a catalogued product P with known fakes, but its nearest reference of P is
-  farther than P's own held-back photos are but for `support_alpha` of them (a conformal
-  lower bound): no reference is close enough to judge it. The row says so in figures. (A
+- `unsupported`: a catalogued product P with known fakes, but no reference close enough to
+  judge it: its nearest reference of P is farther than P's own held-back photos are but for
+  `support_alpha` of them (a conformal lower bound), or it is within that bound but below the
+  no-match threshold (a view of P the gallery lacks). The row says so in figures. (A
   genuine-only product has no such bound: its score is that very distance.)
 - `scored`: judged against P alone. With known fakes of P: the soft k-NN log-odds over P's
   genuine references and P's fakes, Platt-calibrated on P's held-back photos. Genuine
@@ -150,12 +151,21 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
             verdicts.reason[i] = (f"nearest unmonitored reference {background:.2f} >= nearest catalogued {catalogue:.2f}"
                                   if policy is not None else f"product {product[i]!r} is not in the catalogue")
             continue
-        if catalogue < world.no_match.value:
-            verdicts.status[i] = NO_MATCH
-            verdicts.reason[i] = (f"nearest catalogued reference {catalogue:.2f}; catalogued products start at "
-                                  f"{world.no_match.value:.2f} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
-            continue
         similarity = float(product_similarity[i])
+        if catalogue < world.no_match.value:
+            # Below the catalogue's threshold, yet as close to P as P's own held-back photos
+            # are: a view of P the gallery lacks, more likely than an unmonitored product.
+            # Work for an analyst (needs references), never a verdict.
+            if policy.support.value > -1.0 and similarity >= policy.support.value:
+                verdicts.status[i] = UNSUPPORTED
+                verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}: like its held-back photos "
+                                      f"(>= {policy.support.value:.2f}), but below the {world.no_match.value:.2f} that "
+                                      f"judged photos must reach ({world.params.false_match_rate:.1%} of unmonitored photos do)")
+            else:
+                verdicts.status[i] = NO_MATCH
+                verdicts.reason[i] = (f"nearest catalogued reference {catalogue:.2f}; catalogued products start at "
+                                      f"{world.no_match.value:.2f} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
+            continue
         if not similarity >= policy.support.value:
             verdicts.status[i] = UNSUPPORTED
             verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}; its {policy.support.level}'s "
@@ -243,6 +253,7 @@ def _cold_start(held_back: HeldBack, pools, params: OpenWorldParams, description
             distances = np.array([
                 (products[p]["genuine_mean"] - s) / products[p]["genuine_spread"]
                 for p, s in zip(np.array(held_back.product, dtype=object)[chosen], held_back.nearest_genuine[chosen])
+                if "genuine_mean" in products.get(p, {})
             ])
             threshold = -conformal_lower_bound(-distances, params.cold_start_false_flag_rate) if len(distances) else np.inf
             return ColdStart(description["genuine_mean"], description["genuine_spread"], float(threshold), level, int(chosen.sum()))

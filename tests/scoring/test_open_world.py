@@ -119,3 +119,16 @@ def test_statuses_no_match_unsupported_and_scored(open_gallery):
     assert result.status[3:] == [SCORED, SCORED] and list(result.flagged[3:]) == [True, False]
     assert not result.flagged[:3].any() and np.isnan(result.score[:3]).all()
     assert result.level[3] == "product"
+
+
+def test_a_view_of_a_product_below_the_catalogue_threshold_but_within_its_support_needs_references(open_gallery):
+    held = HeldBack(["bag"] * 40, ["b"] * 40, np.array([True, False] * 20), np.full(40, 0.9),
+                    np.array([0.02, -0.02] * 20), np.full(40, 0.9))
+    described = {"bag": {"group": "b", "fakes": True}, "shoe": {"group": "b", "fakes": True},
+                 "juice": {"group": "g", "fakes": False, "genuine_mean": 0.99, "genuine_spread": 0.01}}
+    open_gallery.info.open_world = fit_open_world(held, np.array([0.97, 0.98, 0.99]), described, OpenWorldParams(min_photos=30), 0.9)
+    photo = unit(1, 0.0, 0.0, 0.35, 0)  # a bag, cosine ~0.94 to the nearest bag: within its support, under the threshold
+    result = match(open_gallery, photo[None], with_evidence=False)
+    assert result.product_similarity[0] < open_gallery.info.open_world.no_match.value
+    assert result.status == [UNSUPPORTED] and "like its held-back photos" in result.reason[0]
+    assert not result.flagged[0]
