@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts name extras like [serve]: plain text, not Rich markup (which would eat them)
+    rich_markup_mode=None,
 )
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="Pipeline parameters; this command reads its own section.")]

@@ -37,3 +37,11 @@ def test_a_typo_in_params_is_an_error(tmp_path):
     params.write_text("prepare:\n  sourcess: {}\n")
     result = runner.invoke(app, ["prepare", "--params", str(params), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "unknown keys ['sourcess']" in result.output
+
+
+def test_help_texts_keep_the_names_of_extras():
+    """Rich markup used to eat `[serve]` and `[gpu]` from the help (issue 11)."""
+    review = CliRunner().invoke(app, ["review", "--help"], terminal_width=200)
+    screen = CliRunner().invoke(app, ["screen", "--help"], terminal_width=200)
+    assert "Needs the [serve] extra." in " ".join(review.output.split())
+    assert "pip install 'knockoff[gpu]'" in " ".join(screen.output.split())
