@@ -44,6 +44,7 @@ def screen(
     engine: Annotated[str, typer.Option(help="local (this machine), or ray (Ray Data: a local or remote Ray cluster).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. ray://head:10001, or auto); default: start a local one.")] = None,
     actors: Annotated[Optional[int], typer.Option(help="Ray engine: scoring actors, each holding the model and gallery (default: one per 2 CPUs of the cluster).")] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Exit 0 when the inputs hold no image at all (by default that is an error: a wrong folder or pattern).")] = False,
 ) -> None:
     """Score listing photos for counterfeits (torch-free).
 
@@ -70,6 +71,10 @@ def screen(
     except (FileNotFoundError, ValueError, DeviceUnavailableError, ImportError) as error:
         _fail(error)
     typer.echo(summary.line())
+    if summary.screened == 0:
+        typer.echo(f"warning: no image in {' '.join(inputs)} (an empty folder, or a pattern that matches nothing?)", err=True)
+        if not allow_empty:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -45,3 +45,15 @@ def test_help_texts_keep_the_names_of_extras():
     screen = CliRunner().invoke(app, ["screen", "--help"], terminal_width=200)
     assert "Needs the [serve] extra." in " ".join(review.output.split())
     assert "pip install 'knockoff[gpu]'" in " ".join(screen.output.split())
+
+
+def test_screening_nothing_warns_and_fails_unless_allowed(tiny_onnx, tiny_gallery, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    common = ["--model", str(tiny_onnx), "--index", str(tiny_gallery)]
+    for inputs in ([str(empty)], [str(tmp_path / "nothing-*.jpg")]):
+        result = CliRunner().invoke(app, ["screen", *inputs, "--out", str(tmp_path / "r.parquet"), *common])
+        assert result.exit_code == 1 and "warning: no image in" in result.output, result.output
+        (tmp_path / "r.parquet").unlink(missing_ok=True)
+    allowed = CliRunner().invoke(app, ["screen", str(empty), "--out", str(tmp_path / "ok.parquet"), "--allow-empty", *common])
+    assert allowed.exit_code == 0 and "screened 0 images" in allowed.output
