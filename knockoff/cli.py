@@ -70,6 +70,9 @@ def screen(
             raise ValueError(f"unknown engine {engine!r}: choose local or ray")
     except (FileNotFoundError, ValueError, DeviceUnavailableError, ImportError) as error:
         _fail(error)
+    except OSError as error:  # a full disk, a quota, a file-size limit while writing
+        _fail(OSError(f"could not write the results ({error}). Nothing incomplete is left under {out}; the rows "
+                      f"committed so far are kept: once there is space, run the same command with --resume to finish."))
     typer.echo(summary.line())
     if summary.screened == 0:
         typer.echo(f"warning: no image in {' '.join(inputs)} (an empty folder, or a pattern that matches nothing?)", err=True)

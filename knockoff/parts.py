@@ -112,9 +112,13 @@ class PartWriter:
     def close(self) -> None:
         """Stop without finishing (an error or an interrupt): committed parts stay for --resume."""
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            self._tmp_path().unlink(missing_ok=True)
+            try:
+                self._writer.close()
+            except OSError:
+                pass  # the half-written part goes either way; the committed ones stay
+            finally:
+                self._writer = None
+                self._tmp_path().unlink(missing_ok=True)
         if self.dir.exists() and not any(self.dir.glob(PART_GLOB)):
             shutil.rmtree(self.dir)  # nothing was committed: nothing to resume
 

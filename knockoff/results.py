@@ -108,8 +108,13 @@ class ResultWriter:
         self.partial.replace(self.path)
 
     def abort(self) -> None:
-        self._finish()
-        self.partial.unlink(missing_ok=True)
+        """Discard the partial file, even when closing it fails too (a full disk fails both)."""
+        try:
+            self._finish()
+        except OSError:
+            pass
+        finally:
+            self.partial.unlink(missing_ok=True)
 
     def _finish(self) -> None:
         if self.format == "parquet":

@@ -15,7 +15,7 @@ from knockoff.gallery import Gallery, ModelMismatchError
 from knockoff.indexing import IndexConfig, index
 from knockoff.parts import parts_dir
 from knockoff.screen import Scorer, ScreenOptions, screen
-from tests.helpers import SAMPLE, interrupt_scoring, write_crawl, write_image
+from tests.helpers import REPO, SAMPLE, interrupt_scoring, write_crawl, write_image
 
 
 def test_folder_glob_and_manifest_inputs_each_give_rows(tiny_onnx, tiny_gallery, tmp_path):
@@ -107,3 +107,25 @@ def _assert_same_rows(path: Path, expected_path: Path) -> None:
     scores = np.array(table.column("score").to_pylist(), dtype=float)
     expected_scores = np.array(expected.column("score").to_pylist(), dtype=float)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("part_rows, limit", [(8, 6000), (1, 40000)], ids=["while-screening", "while-merging"])
+def test_a_full_disk_is_one_error_line_leaves_nothing_stray_and_resume_finishes(tiny_onnx, tiny_gallery, tmp_path, part_rows, limit):
+    """Writes fail as on a full disk: a real OS limit on file size (RLIMIT_FSIZE) in a child
+    process; small parts fit under it and the merged output does not (the merge's failure)."""
+    out = tmp_path / "r.csv"
+    arguments = ["screen", str(SAMPLE / "sneakers"), "--out", str(out), "--model", str(tiny_onnx), "--index", str(tiny_gallery),
+                 "--part-rows", str(part_rows)]
+    limited = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+               f"from knockoff.cli import app; sys.argv = ['knockoff'] + {arguments!r}; app()")
+    full = subprocess.run([sys.executable, "-c", limited], capture_output=True, text=True, cwd=REPO)
+    assert full.returncode == 1, full.stderr[-2000:]
+    assert "error: could not write the results" in full.stderr and "--resume" in full.stderr
+    assert "Traceback" not in full.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*.partial")) and not list(tmp_path.rglob("*.tmp"))
+    finished = subprocess.run([sys.executable, "-m", "knockoff", *arguments, "--resume"], capture_output=True, text=True, cwd=REPO)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    import pyarrow.csv as pacsv
+
+    assert pacsv.read_csv(out).num_rows == len(list((SAMPLE / "sneakers").rglob("*.jpg")))
