@@ -31,6 +31,8 @@ class DecodedBatch:
 
 
 def _decode(record: ImageRecord, size: int) -> np.ndarray | str:
+    if record.error:
+        return record.error
     if not record.path:
         return "no path or url given"
     try:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 WINDOW_ROWS = 50_000  # records per Ray dataset: bounds the driver's memory on any crawl size
 ACTOR_BATCH = 256  # records per actor call; inside, the local pipeline batches by batch_size
-_RECORD_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source")
+_RECORD_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source", "error")
 
 
 def model_bundle(model_path: Path, gallery_path: Path) -> dict[str, bytes]:

@@ -70,6 +70,9 @@ class ImageRecord:
     authenticity: str | None = None
     brand: str | None = None
     source: str | None = None
+    # Set when the input line itself could not be read (a broken manifest line): screening
+    # makes it one error row instead of stopping the run.
+    error: str | None = None
 
     @property
     def class_name(self) -> str:

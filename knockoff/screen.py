@@ -73,8 +73,10 @@ class ScreenSummary:
 
 
 def iter_inputs(inputs: Iterable[str]) -> Iterator[ImageRecord]:
+    """Every record of the inputs; a manifest line that cannot be read is an error row, so the
+    run (and its --resume) gets past it."""
     for spec in inputs:
-        yield from read_source(spec)
+        yield from read_source(spec, bad_rows="record")
 
 
 class Scorer:

@@ -129,3 +129,28 @@ def test_a_full_disk_is_one_error_line_leaves_nothing_stray_and_resume_finishes(
     import pyarrow.csv as pacsv
 
     assert pacsv.read_csv(out).num_rows == len(list((SAMPLE / "sneakers").rglob("*.jpg")))
+
+
+def test_bad_manifest_lines_are_error_rows_and_resume_gets_past_them(tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
+    photos = sorted(str(p) for p in (SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:12]
+    lines = [json.dumps({"listing_id": f"L{i}", "path": p}) for i, p in enumerate(photos)]
+    lines.insert(5, '{"listing_id": "broken", "path": ')  # a cut-off line
+    lines.append('{"listing_id": "last", "label": "maybe", "path": "%s"}' % photos[0])
+    manifest = tmp_path / "crawl.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.parquet"
+    summary = screen([str(manifest)], out, tiny_onnx, tiny_gallery, ScreenOptions(batch_size=4, rows_per_part=4))
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == summary.screened == 14 and summary.failed == 2
+    errors = {r["listing_id"]: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {None, "last"} and "line 6: not a JSON object" in errors[None]
+    assert "line 14: authenticity label 'maybe'" in errors["last"]
+    assert all(r["status"] == "error" for r in rows if r["error"])
+    # interrupted after the bad line, --resume finishes the run instead of failing on it again
+    out.unlink()
+    interrupt_scoring(monkeypatch, after_batches=3)
+    with pytest.raises(KeyboardInterrupt):
+        screen([str(manifest)], out, tiny_onnx, tiny_gallery, ScreenOptions(batch_size=4, rows_per_part=4))
+    monkeypatch.undo()
+    resumed = screen([str(manifest)], out, tiny_onnx, tiny_gallery, ScreenOptions(batch_size=4, rows_per_part=4, resume=True))
+    assert resumed.screened == 14 and resumed.failed == 2

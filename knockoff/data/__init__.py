@@ -46,11 +46,13 @@ def resolve_spec(spec: str, root: Path | None = None) -> Path:
     )
 
 
-def read_source(spec: str, root: Path | None = None) -> Iterator[ImageRecord]:
+def read_source(spec: str, root: Path | None = None, bad_rows: str = "raise") -> Iterator[ImageRecord]:
+    """`bad_rows="record"`: a manifest row that cannot be read is a record carrying its error
+    (screening: one error row), instead of an exception (training and indexing)."""
     if is_object_store(spec):  # s3://bucket/crawl.parquet: only manifests live in object storage
         if not is_manifest(spec):
             raise ValueError(f"{spec}: from object storage, give a manifest (.csv/.parquet/.jsonl)")
-        yield from read_manifest(spec)
+        yield from read_manifest(spec, bad_rows=bad_rows)
         return
     if any(char in spec for char in "*?[") and not Path(spec).exists():
         yield from read_glob(spec)
@@ -59,7 +61,7 @@ def read_source(spec: str, root: Path | None = None) -> Iterator[ImageRecord]:
     if _is_grocery_split(path):
         yield from read_grocery(path.parent, path.name)
     elif is_manifest(path):
-        yield from read_manifest(path)
+        yield from read_manifest(path, bad_rows=bad_rows)
     elif path.is_dir() and is_roboflow_split(path):
         yield from read_roboflow(path.parent, path.name)
     elif path.is_dir() and is_roboflow_dataset(path):

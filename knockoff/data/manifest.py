@@ -42,16 +42,28 @@ def _suffix(path: Path | str) -> str:
     return Path(str(path).split("://")[-1]).suffix.lower()
 
 
-def read_manifest(manifest_path: Path | str, source: str | None = None) -> Iterator[ImageRecord]:
+def read_manifest(manifest_path: Path | str, source: str | None = None, bad_rows: str = "raise") -> Iterator[ImageRecord]:
+    """Records of a manifest. A row that cannot be read (broken JSON, an unknown label, an
+    unclosed CSV quote that swallowed the next lines) raises ManifestError, or with
+    `bad_rows="record"` (screening) becomes a record carrying the error, so it costs one row."""
+    if bad_rows not in ("raise", "record"):
+        raise ValueError(f"bad_rows must be 'raise' or 'record', not {bad_rows!r}")
     remote = is_object_store(str(manifest_path))
     manifest_path = str(manifest_path) if remote else Path(manifest_path)
     base_dir = str(manifest_path).rsplit("/", 1)[0] if remote else _path_base(manifest_path)
     source = source or str(manifest_path).rsplit("/", 1)[-1]
-    for row_number, row in _iter_rows(manifest_path):
+    for where, row in _iter_rows(manifest_path):
         try:
+            if isinstance(row, Exception):
+                raise row
             yield _to_record(row, base_dir, source)
         except ValueError as error:
-            raise ManifestError(f"{manifest_path}: row {row_number}: {error}") from error
+            failure = ManifestError(f"{manifest_path}: {where}: {error}")
+            if bad_rows == "raise":
+                raise failure from error
+            fields = row if isinstance(row, dict) else getattr(row, "fields", None) or {}
+            listing_id = _text(fields.get("listing_id"))
+            yield ImageRecord(path=f"{manifest_path} {where}", listing_id=listing_id, source=source, error=str(failure))
 
 
 def _path_base(manifest_path: Path) -> Path:
@@ -81,14 +93,18 @@ def _open_binary(manifest_path: Path | str) -> Iterator[IO[bytes]]:
             yield handle
 
 
-def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[str, dict[str, Any] | ValueError]]:
+    """(where, row) per row; a row that cannot be parsed comes as (where, the error)."""
     suffix = _suffix(manifest_path)
     if suffix == ".csv":
         with _open_binary(manifest_path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             _check_columns(manifest_path, reader.fieldnames or [])
-            # Row numbers count the header as row 1, as a spreadsheet shows them.
-            yield from enumerate(reader, start=2)
+            # Line numbers count the header as line 1, as a spreadsheet shows them.
+            first_line = 2
+            for row in reader:
+                yield _csv_row(row, first_line, reader.line_num)
+                first_line = reader.line_num + 1
     elif suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
@@ -98,7 +114,7 @@ def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[int, dict[str, Any]]
             row_number = 1
             for batch in parquet.iter_batches(batch_size=8192):
                 for row in batch.to_pylist():
-                    yield row_number, row
+                    yield f"row {row_number}", row
                     row_number += 1
     else:
         with _open_binary(manifest_path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as handle:
@@ -108,12 +124,30 @@ def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[int, dict[str, Any]]
                     continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ManifestError(f"{manifest_path}: line {line_number}: {error}") from error
+                    if not isinstance(row, dict):
+                        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+                except ValueError as error:  # json.JSONDecodeError is one
+                    yield f"line {line_number}", ValueError(f"not a JSON object: {error}")
+                    continue
                 if not checked:
                     _check_columns(manifest_path, list(row))
                     checked = True
-                yield line_number, row
+                yield f"line {line_number}", row
+
+
+def _csv_row(row: dict, first_line: int, last_line: int) -> tuple[str, dict[str, Any] | ValueError]:
+    where = f"line {first_line}" if last_line == first_line else f"lines {first_line}-{last_line}"
+    problem = None
+    if None in row:  # more fields than the header names
+        problem = ValueError(f"{len(row[None])} more fields than the header has")
+    spanning = [key for key, value in row.items() if isinstance(value, str) and ("\n" in value or "\r" in value)]
+    if spanning:
+        problem = ValueError(f"field {spanning[0]!r} runs over {last_line - first_line + 1} lines: an unclosed quote "
+                             f"swallowed the lines after it (fix the quote; those rows were not screened)")
+    if problem is None:
+        return where, row
+    problem.fields = row  # what could be read of it (its listing_id names the error row)
+    return where, problem
 
 
 def _check_columns(manifest_path: Path | str, columns: list[str]) -> None:

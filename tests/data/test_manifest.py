@@ -55,7 +55,7 @@ def test_missing_path_column_is_an_error(tmp_path):
 def test_bad_label_names_the_row(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\na.jpg,fake\nb.jpg,probably\n")
-    with pytest.raises(ManifestError, match="row 3"):
+    with pytest.raises(ManifestError, match="line 3"):
         list(read_manifest(manifest))
 
 
@@ -98,3 +98,29 @@ def test_manifest_and_photos_in_object_storage(tmp_path, monkeypatch):
 def _mkparent(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_an_unclosed_quote_is_caught_with_the_lines_it_swallowed(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('listing_id,path\nA,a.jpg\nB,"b.jpg\nC,c.jpg\nD,d.jpg\n')
+    with pytest.raises(ManifestError, match=r"lines 3-\d+: field 'path' runs over \d+ lines: an unclosed quote"):
+        list(read_manifest(manifest))
+    records = list(read_manifest(manifest, bad_rows="record"))
+    assert [r.listing_id for r in records] == ["A", "B"]  # C and D were swallowed into B's path...
+    assert records[0].error is None and "unclosed quote" in records[1].error  # ...and that is reported
+
+
+@pytest.mark.parametrize("name, text, bad", [
+    ("m.jsonl", '{"path": "a.jpg"}\n{"path": "b.jpg", oops\n{"path": "c.jpg"}\n', "line 2: not a JSON object"),
+    ("m.jsonl", '{"path": "a.jpg"}\n[1, 2]\n{"path": "c.jpg"}\n', "line 2: not a JSON object"),
+    ("m.csv", "path,label\na.jpg,fake\nb.jpg,maybe\nc.jpg,genuine\n", "line 3: authenticity label 'maybe'"),
+    ("m.csv", "path,label\na.jpg,fake\nb.jpg,fake,extra\nc.jpg,genuine\n", "line 3: 1 more fields than the header has"),
+])
+def test_a_bad_line_is_one_record_carrying_its_error_and_the_rest_is_read(tmp_path, name, text, bad):
+    manifest = tmp_path / name
+    manifest.write_text(text)
+    records = list(read_manifest(manifest, bad_rows="record"))
+    assert len(records) == 3 and records[0].error is None and records[2].error is None
+    assert bad in records[1].error and str(manifest) in records[1].error
+    with pytest.raises(ManifestError, match=bad.split(":")[0]):
+        list(read_manifest(manifest))
