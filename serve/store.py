@@ -117,6 +117,11 @@ _ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"
 
 
 def initialize(path: Path) -> None:
+    """Create or update the store. It holds password hashes, tokens and every decision: only
+    its owner may read it (SQLite gives its -wal and -shm files the same permissions)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
     with closing(connect(path)) as connection:
         _add_missing_columns(connection)
         connection.executescript(SCHEMA)
