@@ -19,7 +19,7 @@ from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve.live import ScorerUnavailable
 from knockoff_serve.queue import Viewer
-from knockoff_serve.web import api_viewer, database, settings_of, visible_item
+from knockoff_serve.web import ItemId, OptionalItemId, api_viewer, database, settings_of, visible_item
 
 router = APIRouter(prefix="/api")
 Decision = Literal["counterfeit", "genuine", "unsure"]
@@ -120,13 +120,13 @@ def list_items(
 
 
 @router.get("/items/{item_id}", response_model=Item, tags=["queue"])
-def get_item(item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> Item:
+def get_item(item_id: ItemId, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> Item:
     """One listing with its evidence: the k references that voted, nearest genuine, nearest fakes."""
     return _item(visible_item(db, item_id, viewer), with_evidence=True)
 
 
 @router.post("/items/{item_id}/lease", tags=["decisions"])
-def lease(request: Request, item_id: int, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> dict:
+def lease(request: Request, item_id: ItemId, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> dict:
     """Reserve a pending listing for a few minutes (409 if another analyst holds it)."""
     visible_item(db, item_id, viewer)
     seconds = settings_of(request).lease_seconds
@@ -137,7 +137,7 @@ def lease(request: Request, item_id: int, viewer: Viewer = Depends(api_viewer), 
 
 
 @router.post("/items/{item_id}/decision", response_model=DecisionOut, tags=["decisions"])
-def decide(request: Request, item_id: int, body: DecisionIn, viewer: Viewer = Depends(api_viewer),
+def decide(request: Request, item_id: ItemId, body: DecisionIn, viewer: Viewer = Depends(api_viewer),
            db: sqlite3.Connection = Depends(database)) -> DecisionOut:
     """Record counterfeit / genuine / unsure (with an optional note) in the audit trail."""
     item = visible_item(db, item_id, viewer)
@@ -170,7 +170,7 @@ def undo(viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(
 
 
 @router.get("/decisions", tags=["decisions"])
-def audit(item_id: int | None = None, limit: int = Query(200, ge=1, le=5000), viewer: Viewer = Depends(api_viewer),
+def audit(item_id: OptionalItemId = None, limit: int = Query(200, ge=1, le=5000), viewer: Viewer = Depends(api_viewer),
           db: sqlite3.Connection = Depends(database)) -> list[dict]:
     """The audit trail, newest first: everyone's for admins, your own for analysts."""
     return [dict(row) for row in decision_store.history(db, viewer, item_id, limit)]

@@ -14,7 +14,8 @@ from knockoff_serve import queue as queue_store
 from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session,
                                  new_login_csrf, same_token, start_session)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
-from knockoff_serve.web import check_form_csrf, database, page_session, safe_next, settings_of, visible_item
+from knockoff_serve.web import (ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of,
+                                visible_item)
 
 router = APIRouter(include_in_schema=False)
 EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors")
@@ -71,8 +72,11 @@ def queue_page(request: Request, after: str | None = None, before: str | None = 
                session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
     queue_filter = _filter(request)
     settings = settings_of(request)
-    page = queue_store.page(db, queue_filter, session.viewer, queue_store.Cursor.parse(after),
-                            queue_store.Cursor.parse(before), settings.page_size)
+    try:
+        newer_than, older_than = queue_store.Cursor.parse(after), queue_store.Cursor.parse(before)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    page = queue_store.page(db, queue_filter, session.viewer, newer_than, older_than, settings.page_size)
     return render(
         request, "queue.html", session=session, filter=queue_filter, page=page, message=message,
         counts=queue_store.counts(db, queue_filter, session.viewer),
@@ -88,14 +92,17 @@ async def bulk_decide(request: Request, session: Session = Depends(page_session)
                       db: sqlite3.Connection = Depends(database)) -> Response:
     form = await request.form()
     check_form_csrf(session, form.get("csrf_token"))
-    item_ids = [int(value) for value in form.getlist("item")]
+    try:
+        item_ids = [int(value) for value in form.getlist("item")]
+    except ValueError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "item must be item ids") from None
     decided, skipped = decision_store.bulk_decide(db, item_ids, session.viewer, str(form.get("decision")), form.get("note"))
     message = f"{len(decided)} decided as {form.get('decision')}" + (f", {len(skipped)} skipped (reviewed by someone else)" if skipped else "")
     return RedirectResponse(f"/queue?{_filter(request, form).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/items/next")
-def next_item(request: Request, after: int | None = None, session: Session = Depends(page_session),
+def next_item(request: Request, after: OptionalItemId = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> Response:
     queue_filter = _filter(request)
     current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
@@ -106,7 +113,7 @@ def next_item(request: Request, after: int | None = None, session: Session = Dep
 
 
 @router.get("/items/{item_id}")
-def item_page(request: Request, item_id: int, message: str | None = None, session: Session = Depends(page_session),
+def item_page(request: Request, item_id: ItemId, message: str | None = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
     item = visible_item(db, item_id, session.viewer)
     queue_filter = _filter(request)
@@ -127,7 +134,7 @@ def item_page(request: Request, item_id: int, message: str | None = None, sessio
 
 
 @router.post("/items/{item_id}/decision")
-def decide_form(request: Request, item_id: int, decision: str = Form(...), note: str = Form(""),
+def decide_form(request: Request, item_id: ItemId, decision: str = Form(...), note: str = Form(""),
                 csrf_token: str = Form(""), session: Session = Depends(page_session),
                 db: sqlite3.Connection = Depends(database)) -> Response:
     """The no-JavaScript path; the page's keyboard shortcuts use the JSON API."""
@@ -142,7 +149,7 @@ def decide_form(request: Request, item_id: int, decision: str = Form(...), note:
 
 
 @router.post("/items/{item_id}/reference")
-def add_reference_form(request: Request, item_id: int, authenticity: str = Form(...), csrf_token: str = Form(""),
+def add_reference_form(request: Request, item_id: ItemId, authenticity: str = Form(...), csrf_token: str = Form(""),
                        session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
     """Add the item's photo to the gallery as a genuine reference or known fake of its product."""
     from knockoff_serve.live import ScorerUnavailable
@@ -180,14 +187,14 @@ def decisions_page(request: Request, session: Session = Depends(page_session),
 
 
 @router.get("/images/items/{item_id}")
-def listing_image(request: Request, item_id: int, full: bool = False, session: Session = Depends(page_session),
+def listing_image(request: Request, item_id: ItemId, full: bool = False, session: Session = Depends(page_session),
                   db: sqlite3.Connection = Depends(database)) -> Response:
     item = visible_item(db, item_id, session.viewer)
     return _image(request, item["path"], Path.cwd(), full)
 
 
 @router.get("/images/items/{item_id}/{group}/{rank}")
-def evidence_image(request: Request, item_id: int, group: str, rank: int, full: bool = False,
+def evidence_image(request: Request, item_id: ItemId, group: str, rank: int, full: bool = False,
                    session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
     if group not in EVIDENCE_GROUPS:
         raise HTTPException(status.HTTP_404_NOT_FOUND)

@@ -81,8 +81,14 @@ class Cursor:
     def parse(cls, text: str | None) -> Cursor | None:
         if not text:
             return None
-        rank, item_id = text.rsplit(":", 1)
-        return cls(float(rank), int(item_id))
+        rank, separator, item_id = text.rpartition(":")
+        try:
+            cursor = cls(float(rank), int(item_id))
+        except ValueError:
+            cursor = None
+        if not separator or cursor is None or cursor.rank != cursor.rank or not 0 < cursor.id <= 2**63 - 1:
+            raise ValueError(f"{text!r} is not a queue position (RANK:ID, as the page links give)")
+        return cursor
 
 
 @dataclass

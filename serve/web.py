@@ -6,10 +6,18 @@ import sqlite3
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from fastapi import Depends, HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParameter
 
 from knockoff_serve.auth import SESSION_COOKIE, Session, same_token, session_for, viewer_for_api_token
 from knockoff_serve.queue import Viewer
+
+# Ids are SQLite integers: a larger number is no id at all (422), never an OverflowError (500).
+SQLITE_MAX_INT = 2**63 - 1
+ItemId = Annotated[int, PathParameter(ge=1, le=SQLITE_MAX_INT, description="an item's id")]
+OptionalItemId = Annotated[int | None, Query(ge=1, le=SQLITE_MAX_INT, description="an item's id")]
 from knockoff_serve.settings import Settings
 from knockoff_serve.store import connect
 

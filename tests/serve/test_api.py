@@ -145,3 +145,19 @@ def test_api_docs_are_served_locally(app):
     assert "/api/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs
     schema = client.get("/api/openapi.json").json()
     assert {"/api/items", "/api/items/{item_id}/decision", "/api/score", "/api/undo"} <= set(schema["paths"])
+
+
+@pytest.mark.parametrize("method, url, data", [
+    ("GET", "/queue?after=garbage", None), ("GET", "/queue?after=1:2:3", None), ("GET", "/queue?before=x", None),
+    ("GET", "/api/items/99999999999999999999", None), ("GET", "/items/99999999999999999999", None),
+    ("GET", "/items/next?after=99999999999999999999", None), ("GET", "/items/next?after=abc", None),
+    ("GET", "/api/decisions?item_id=99999999999999999999", None), ("GET", "/api/items?after=nan:1", None),
+    ("POST", "/queue/decide", {"item": "abc", "decision": "genuine"}),
+])
+def test_bad_query_and_path_values_are_client_errors_not_500(app, method, url, data):
+    client, csrf = login(app, "root")
+    if data is not None:
+        data = {**data, "csrf_token": csrf}
+    response = client.request(method, url, data=data, follow_redirects=False)
+    assert response.status_code in (400, 404, 422), (url, response.status_code, response.text[:300])
+    assert client.get("/api/health").status_code == 200  # the connection and the service carry on
