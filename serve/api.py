@@ -32,7 +32,7 @@ class DecisionIn(BaseModel):
 
 
 class BulkDecisionIn(BaseModel):
-    item_ids: list[int] = Field(min_length=1, max_length=5000)
+    item_ids: list[int] = Field(min_length=1, max_length=decision_store.MAX_BULK)
     decision: Decision
     note: str | None = Field(default=None, max_length=decision_store.MAX_NOTE)
 

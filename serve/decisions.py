@@ -17,6 +17,7 @@ from knockoff_serve.store import write
 
 DECISIONS = ("counterfeit", "genuine", "unsure")
 MAX_NOTE = 2000
+MAX_BULK = 5000  # items in one bulk decision (one transaction holds the write lock meanwhile)
 
 
 class LeaseHeld(Exception):
@@ -96,6 +97,10 @@ def bulk_decide(connection: sqlite3.Connection, item_ids: list[int], viewer: Vie
     """Decide many items in one transaction: (decided ids, skipped ids: leased by others or not allowed)."""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}")
+    if len(item_ids) > MAX_BULK:
+        raise ValueError(f"at most {MAX_BULK} items in one bulk decision, got {len(item_ids)}")
+    if note is not None and len(note) > MAX_NOTE:
+        raise ValueError(f"a note holds at most {MAX_NOTE} characters, got {len(note)}")
     decided, skipped = [], []
     with write(connection):
         for item_id in dict.fromkeys(item_ids):

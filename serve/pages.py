@@ -96,7 +96,12 @@ async def bulk_decide(request: Request, session: Session = Depends(page_session)
         item_ids = [int(value) for value in form.getlist("item")]
     except ValueError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "item must be item ids") from None
-    decided, skipped = decision_store.bulk_decide(db, item_ids, session.viewer, str(form.get("decision")), form.get("note"))
+    note = form.get("note")
+    try:
+        decided, skipped = decision_store.bulk_decide(db, item_ids, session.viewer, str(form.get("decision")),
+                                                      note if isinstance(note, str) else None)
+    except ValueError as refused:  # checked before anything is written
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(refused)) from None
     message = f"{len(decided)} decided as {form.get('decision')}" + (f", {len(skipped)} skipped (reviewed by someone else)" if skipped else "")
     return RedirectResponse(f"/queue?{_filter(request, form).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
 

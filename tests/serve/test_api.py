@@ -161,3 +161,25 @@ def test_bad_query_and_path_values_are_client_errors_not_500(app, method, url, d
     response = client.request(method, url, data=data, follow_redirects=False)
     assert response.status_code in (400, 404, 422), (url, response.status_code, response.text[:300])
     assert client.get("/api/health").status_code == 200  # the connection and the service carry on
+
+
+def test_the_bulk_form_keeps_the_note_and_count_limits_and_writes_nothing_when_refused(app, database):
+    from knockoff_serve.decisions import MAX_BULK, MAX_NOTE
+
+    client, csrf = login(app, "root")
+    items = [row["id"] for row in database.execute("SELECT id FROM items WHERE error IS NULL LIMIT 3")]
+    long_note = client.post("/queue/decide", data={"item": [str(i) for i in items], "decision": "genuine",
+                                                    "note": "x" * (MAX_NOTE + 1), "csrf_token": csrf}, follow_redirects=False)
+    too_many = client.post("/queue/decide", data={"item": [str(i) for i in range(1, MAX_BULK + 2)], "decision": "genuine",
+                                                   "csrf_token": csrf}, follow_redirects=False)
+    assert long_note.status_code == 400 and "at most 2000 characters" in long_note.text
+    assert too_many.status_code == 400  # the form parser's own field limit (1,000) comes first
+    from knockoff_serve.decisions import bulk_decide
+    from knockoff_serve.queue import Viewer
+
+    with pytest.raises(ValueError, match=f"at most {MAX_BULK} items"):
+        bulk_decide(database, list(range(1, MAX_BULK + 2)), Viewer(1, "root", "admin"), "genuine")
+    assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+    fine = client.post("/queue/decide", data={"item": [str(i) for i in items], "decision": "genuine", "note": "ok",
+                                               "csrf_token": csrf}, follow_redirects=False)
+    assert fine.status_code == 303 and database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 3
