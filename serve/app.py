@@ -44,6 +44,14 @@ def create_app(settings: Settings) -> FastAPI:
                                     413)
         return await call_next(request)
 
+    @app.middleware("http")
+    async def refuse_framing(request: Request, call_next):
+        # No page of the service may be framed by another site (clickjacking a decision).
+        response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        return response
+
     _add_docs(app)
     return app
 

@@ -183,3 +183,11 @@ def test_the_bulk_form_keeps_the_note_and_count_limits_and_writes_nothing_when_r
     fine = client.post("/queue/decide", data={"item": [str(i) for i in items], "decision": "genuine", "note": "ok",
                                                "csrf_token": csrf}, follow_redirects=False)
     assert fine.status_code == 303 and database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 3
+
+
+def test_no_page_can_be_framed_by_another_site(app):
+    client, _ = login(app, "ana")
+    for url in ("/login", "/queue", "/api/health", "/api/items"):
+        response = client.get(url)
+        assert response.headers["x-frame-options"] == "DENY", url
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"], url
