@@ -141,6 +141,12 @@ def decide(request: Request, item_id: ItemId, body: DecisionIn, viewer: Viewer =
            db: sqlite3.Connection = Depends(database)) -> DecisionOut:
     """Record counterfeit / genuine / unsure (with an optional note) in the audit trail."""
     item = visible_item(db, item_id, viewer)
+    queue_filter = None
+    if body.claim_next:  # validated before anything is written: a bad filter must not cost a saved decision
+        try:
+            queue_filter = queue_store.QueueFilter.from_query(dict(request.query_params))
+        except ValueError as error:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bad queue filter: {error}") from None
     try:
         decided = decision_store.decide(db, item_id, viewer, body.decision, body.note)
     except decision_store.LeaseHeld as held:
@@ -148,8 +154,7 @@ def decide(request: Request, item_id: ItemId, body: DecisionIn, viewer: Viewer =
     except decision_store.NotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
     following = None
-    if body.claim_next:
-        queue_filter = queue_store.QueueFilter.from_query(dict(request.query_params))
+    if queue_filter is not None:
         claimed = decision_store.claim_next(db, queue_filter, viewer, item, settings_of(request).lease_seconds)
         following = claimed["id"] if claimed else None
     return DecisionOut(decision_id=decided.decision_id, item_id=item_id, decision=decided.decision, next_item_id=following)

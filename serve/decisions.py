@@ -87,9 +87,22 @@ def decide(connection: sqlite3.Connection, item_id: int, viewer: Viewer, decisio
     note = (note or "").strip()[:MAX_NOTE] or None
     with write(connection):
         item = _changeable_item(connection, item_id, viewer)
+        repeated = _same_decision_in_force(connection, item, viewer, decision, note)
+        if repeated is not None:  # a client's retry of a decision already saved: no second audit entry
+            return Decided(repeated, item_id, decision)
         decision_id = _record(connection, item, viewer, "decide", decision, note, undoes=None)
         connection.execute("DELETE FROM leases WHERE item_id = ?", (item_id,))
     return Decided(decision_id, item_id, decision)
+
+
+def _same_decision_in_force(connection: sqlite3.Connection, item: sqlite3.Row, viewer: Viewer, decision: str,
+                            note: str | None) -> int | None:
+    """The id of the entry in force if it is this very decision (same analyst, decision and note)."""
+    if item["decision"] != decision or item["decided_by"] != viewer.id:
+        return None
+    last = connection.execute(
+        "SELECT id, action, note FROM decisions WHERE item_id = ? ORDER BY id DESC LIMIT 1", (item["id"],)).fetchone()
+    return last["id"] if last is not None and last["action"] == "decide" and last["note"] == note else None
 
 
 def bulk_decide(connection: sqlite3.Connection, item_ids: list[int], viewer: Viewer, decision: str,

@@ -50,7 +50,12 @@ class QueueFilter:
     def from_query(cls, query: dict[str, str]) -> QueueFilter:
         def number(key: str, kind: type) -> float | int | None:
             value = query.get(key)
-            return kind(value) if value not in (None, "") else None
+            if value in (None, ""):
+                return None
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, not {value!r}") from None
 
         return cls(
             status=query.get("status") or "all",

@@ -191,3 +191,19 @@ def test_no_page_can_be_framed_by_another_site(app):
         response = client.get(url)
         assert response.headers["x-frame-options"] == "DENY", url
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"], url
+
+
+def test_a_bad_filter_saves_nothing_and_a_retried_decision_is_one_audit_entry(app, database):
+    client, csrf = login(app, "ana")
+    item = client.get("/api/items", params={"status": "pending", "limit": 1}).json()["items"][0]["id"]
+    headers = {"X-CSRF-Token": csrf}
+    bad = client.post(f"/api/items/{item}/decision?min_score=abc", json={"decision": "genuine", "claim_next": True}, headers=headers)
+    assert bad.status_code == 400 and "min_score" in bad.text
+    assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+    answers = [client.post(f"/api/items/{item}/decision", json={"decision": "genuine", "note": "box label"}, headers=headers)
+               for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert len({a.json()["decision_id"] for a in answers}) == 1
+    assert database.execute("SELECT COUNT(*) FROM decisions WHERE item_id = ?", (item,)).fetchone()[0] == 1
+    changed = client.post(f"/api/items/{item}/decision", json={"decision": "counterfeit"}, headers=headers)
+    assert changed.status_code == 200 and changed.json()["decision_id"] != answers[0].json()["decision_id"]
