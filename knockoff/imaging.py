@@ -9,6 +9,7 @@ not cropped away) with bicubic resampling, after JPEG reduce-on-decode.
 from __future__ import annotations
 
 import io
+import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 PREPROCESSING = "RGB, EXIF-upright, squashed to input_size x input_size, bicubic; uint8 NHWC"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
-DOWNLOAD_TIMEOUT_S = 20.0
+DOWNLOAD_TIMEOUT_S = 20.0  # the longest wait for any one read of the socket...
+DOWNLOAD_DEADLINE_S = 60.0  # ...and for the whole download: a server trickling bytes cannot hold a row longer
+_DOWNLOAD_CHUNK = 256 * 1024
 # Transparent product shots are usually cut out on white; flatten them the same way.
 _BACKGROUND = (255, 255, 255)
 
@@ -44,8 +47,7 @@ def read_bytes(path: str) -> bytes:
         if is_object_store(path):
             data = _read_object(path)
         elif is_url(path):
-            with urllib.request.urlopen(path, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                data = response.read(MAX_DOWNLOAD_BYTES + 1)
+            data = _download(path)
         else:
             data = Path(path).read_bytes()
     # URLError, FileNotFoundError, PermissionError, timeouts; pyarrow: bad URI, no credentials
@@ -56,6 +58,22 @@ def read_bytes(path: str) -> bytes:
     if not data:
         raise ImageLoadError(f"{path} is empty")
     return data
+
+
+def _download(url: str) -> bytes:
+    """At most MAX_DOWNLOAD_BYTES + 1 bytes, read in chunks within DOWNLOAD_DEADLINE_S in all."""
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
+    chunks, size = [], 0
+    with urllib.request.urlopen(url, timeout=min(DOWNLOAD_TIMEOUT_S, DOWNLOAD_DEADLINE_S)) as response:
+        while size <= MAX_DOWNLOAD_BYTES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"download took longer than {DOWNLOAD_DEADLINE_S:g} s ({size} bytes so far)")
+            chunk = response.read1(_DOWNLOAD_CHUNK) if hasattr(response, "read1") else response.read(_DOWNLOAD_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
 
 
 def _read_object(uri: str) -> bytes:
