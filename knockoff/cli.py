@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -162,6 +163,52 @@ def users_add(
     except ValueError as error:
         _fail(error)
     typer.echo(f"added {role} {name} ({settings.database})")
+
+
+@users_app.command("revoke-tokens")
+def users_revoke_tokens(name: Annotated[str, typer.Argument(help="The user whose API tokens stop working.")]) -> None:
+    """Withdraw every API token of a user (for instance a leaked script token)."""
+    from knockoff_serve.auth import revoke_api_tokens
+
+    with _user_store() as connection:
+        count = revoke_api_tokens(connection, name)
+    typer.echo(f"revoked {count} API token{'s' if count != 1 else ''} of {name}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(name: Annotated[str, typer.Argument(help="The user to keep out.")]) -> None:
+    """Keep a user out: their sessions end at once and their API tokens stop working; their
+    decisions stay in the audit trail. `knockoff users activate NAME` lets them in again."""
+    from knockoff_serve.auth import set_active
+
+    with _user_store() as connection:
+        set_active(connection, name, False)
+    typer.echo(f"deactivated {name}")
+
+
+@users_app.command("activate")
+def users_activate(name: Annotated[str, typer.Argument(help="The user to let in again.")]) -> None:
+    """Let a deactivated user in again."""
+    from knockoff_serve.auth import set_active
+
+    with _user_store() as connection:
+        set_active(connection, name, True)
+    typer.echo(f"activated {name}")
+
+
+@contextmanager
+def _user_store():
+    """The review store under KNOCKOFF_HOME; a user who does not exist is a clear error."""
+    from knockoff_serve.settings import Settings
+    from knockoff_serve.store import closing, connect, initialize
+
+    settings = Settings()
+    initialize(settings.database)
+    try:
+        with closing(connect(settings.database)) as connection:
+            yield connection
+    except ValueError as error:
+        _fail(error)
 
 
 @users_app.command("token")

@@ -104,6 +104,30 @@ def create_api_token(connection: sqlite3.Connection, name: str) -> str:
     return token
 
 
+def revoke_api_tokens(connection: sqlite3.Connection, name: str) -> int:
+    """Withdraw every API token of a user (a leaked script token); how many there were."""
+    user_id = _user_id(connection, name)
+    with write(connection):
+        return connection.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,)).rowcount
+
+
+def set_active(connection: sqlite3.Connection, name: str, active: bool) -> None:
+    """Let a user in again, or keep them out: a deactivated user's sessions end at once, and their
+    tokens stop working (and work again if reactivated); their decisions stay in the audit trail."""
+    user_id = _user_id(connection, name)
+    with write(connection):
+        connection.execute("UPDATE users SET active = ? WHERE id = ?", (1 if active else 0, user_id))
+        if not active:
+            connection.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+
+
+def _user_id(connection: sqlite3.Connection, name: str) -> int:
+    row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ValueError(f"no user {name!r}")
+    return row["id"]
+
+
 def viewer_for_api_token(connection: sqlite3.Connection, token: str) -> Viewer | None:
     row = connection.execute(
         "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND u.active = 1",

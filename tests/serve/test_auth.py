@@ -74,3 +74,30 @@ def test_api_tokens_work_without_cookies_or_csrf(app, database):
     response = client.post(f"/api/items/{items[0]['id']}/decision", json={"decision": "unsure"}, headers=headers)
     assert response.status_code == 200 and response.json()["decision"] == "unsure"
     assert client.get("/api/items", headers={"Authorization": "Bearer ko_forged"}).status_code == 401
+
+
+def test_revoking_tokens_and_deactivating_a_user_from_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from knockoff.cli import app as cli
+    from knockoff_serve.auth import add_user, authenticate, create_api_token, viewer_for_api_token
+    from knockoff_serve.store import closing, connect, initialize
+
+    monkeypatch.setenv("KNOCKOFF_HOME", str(tmp_path / "home"))
+    database = tmp_path / "home" / "knockoff.db"
+    initialize(database)
+    with closing(connect(database)) as connection:
+        add_user(connection, "eve", "analyst", "a long enough password")
+        token = create_api_token(connection, "eve")
+        assert viewer_for_api_token(connection, token).name == "eve"
+        revoked = CliRunner().invoke(cli, ["users", "revoke-tokens", "eve"])
+        assert revoked.exit_code == 0 and "revoked 1 API token of eve" in revoked.output
+        assert viewer_for_api_token(connection, token) is None
+        fresh = create_api_token(connection, "eve")
+        assert CliRunner().invoke(cli, ["users", "deactivate", "eve"]).exit_code == 0
+        assert authenticate(connection, "eve", "a long enough password") is None
+        assert viewer_for_api_token(connection, fresh) is None
+        assert CliRunner().invoke(cli, ["users", "activate", "eve"]).exit_code == 0
+        assert authenticate(connection, "eve", "a long enough password").name == "eve"
+    missing = CliRunner().invoke(cli, ["users", "deactivate", "nobody"])
+    assert missing.exit_code == 1 and "no user 'nobody'" in missing.output
