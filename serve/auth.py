@@ -65,6 +65,26 @@ def authenticate(connection: sqlite3.Connection, name: str, password: str) -> Vi
     return Viewer(row["id"], row["name"], row["role"]) if row else None
 
 
+def login_wait(connection: sqlite3.Connection, name: str, address: str, attempts: int, window_s: float) -> float:
+    """Seconds before this account may be tried again from this address (0: now). Too many
+    wrong passwords for the account, or from the address against any account, within the window."""
+    since = time.time() - window_s
+    oldest_blocking = 0.0
+    for column, value, limit in (("name", name, attempts), ("address", address, 3 * attempts)):
+        rows = connection.execute(
+            f"SELECT at FROM login_failures WHERE {column} = ? AND at > ? AND outcome = 'wrong password' ORDER BY at DESC LIMIT ?",
+            (value, since, limit)).fetchall()
+        if len(rows) >= limit:
+            oldest_blocking = max(oldest_blocking, rows[-1]["at"] + window_s - time.time())
+    return max(oldest_blocking, 0.0)
+
+
+def record_login_failure(connection: sqlite3.Connection, name: str, address: str, outcome: str) -> None:
+    with write(connection):
+        connection.execute("INSERT INTO login_failures (name, address, outcome, at) VALUES (?, ?, ?, ?)",
+                           (name[:200], address, outcome, time.time()))
+
+
 def start_session(connection: sqlite3.Connection, viewer: Viewer, hours: float) -> tuple[str, str]:
     """(session token for the cookie, CSRF token for the pages)."""
     token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

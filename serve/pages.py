@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
-from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session,
-                                 new_login_csrf, same_token, start_session)
+from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session, login_wait,
+                                 new_login_csrf, record_login_failure, same_token, start_session)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
 from knockoff_serve.web import (ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of,
                                 visible_item)
@@ -40,10 +40,17 @@ def login(request: Request, name: str = Form(...), password: str = Form(...), cs
           next: str = Form("/queue"), db: sqlite3.Connection = Depends(database)) -> Response:
     if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "login form expired; reload the page")
+    settings = settings_of(request)
+    address = request.client.host if request.client else "unknown"
+    wait = login_wait(db, name, address, settings.login_attempts, settings.login_window_s)
+    if wait > 0:  # refused before the password is even checked: no guess is answered meanwhile
+        record_login_failure(db, name, address, "throttled")
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"too many wrong passwords: try again in {wait:.0f} s",
+                            headers={"Retry-After": str(int(wait) + 1)})
     viewer = authenticate(db, name, password)
     if viewer is None:
+        record_login_failure(db, name, address, "wrong password")
         return RedirectResponse(f"/login?failed=1&next={safe_next(next)}", status.HTTP_303_SEE_OTHER)
-    settings = settings_of(request)
     token, _ = start_session(db, viewer, settings.session_hours)
     response = RedirectResponse(safe_next(next), status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,

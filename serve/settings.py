@@ -28,6 +28,10 @@ class Settings:
     thumbnail_px: int = 360
     page_size: int = 50
     secure_cookies: bool = False  # set behind HTTPS
+    # Brute force: after this many wrong passwords for one account within the window, logins to
+    # it are refused (429) until the window has passed; one client address gets three times that.
+    login_attempts: int = 10
+    login_window_s: float = 600.0
 
     @property
     def database(self) -> Path:

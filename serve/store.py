@@ -27,6 +27,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     csrf_token TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS login_failures (  -- audit of refused logins; also what throttles them
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('wrong password', 'throttled')),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_by_name ON login_failures (name, at);
+CREATE INDEX IF NOT EXISTS login_failures_by_address ON login_failures (address, at);
 CREATE TABLE IF NOT EXISTS api_tokens (
     token_hash TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id),

@@ -101,3 +101,31 @@ def test_revoking_tokens_and_deactivating_a_user_from_the_cli(tmp_path, monkeypa
         assert authenticate(connection, "eve", "a long enough password").name == "eve"
     missing = CliRunner().invoke(cli, ["users", "deactivate", "nobody"])
     assert missing.exit_code == 1 and "no user 'nobody'" in missing.output
+
+
+def _try_login(client, name: str, password: str):
+    import re
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    return client.post("/login", data={"name": name, "password": password, "csrf_token": token}, follow_redirects=False)
+
+
+def test_wrong_passwords_are_throttled_per_account_and_per_address_with_an_audit_trail(settings, database, users):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from knockoff_serve.app import create_app
+    from tests.serve.conftest import PASSWORD
+
+    client = TestClient(create_app(replace(settings, login_attempts=3)))
+    for _ in range(3):
+        assert _try_login(client, "ana", "wrong").status_code == 303
+    refused = _try_login(client, "ana", PASSWORD)  # even the right password, until the window passes
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert _try_login(client, "bo", PASSWORD).status_code == 303  # another account is not locked...
+    for name in ("x1", "x2", "x3", "x4", "x5", "x6"):  # ...until this address has tried 3 x 3 wrong ones
+        _try_login(client, name, "wrong")
+    assert _try_login(client, "root", PASSWORD).status_code == 429
+    outcomes = [row["outcome"] for row in database.execute("SELECT outcome FROM login_failures ORDER BY id")]
+    assert outcomes.count("wrong password") == 9 and outcomes.count("throttled") == 2
