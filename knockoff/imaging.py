@@ -9,6 +9,7 @@ not cropped away) with bicubic resampling, after JPEG reduce-on-decode.
 from __future__ import annotations
 
 import io
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -23,6 +24,11 @@ MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 20.0  # the longest wait for any one read of the socket...
 DOWNLOAD_DEADLINE_S = 60.0  # ...and for the whole download: a server trickling bytes cannot hold a row longer
 _DOWNLOAD_CHUNK = 256 * 1024
+# Knockoff's own ceiling on the pixels one photo may decode to (after reduce-on-decode, which
+# takes a JPEG of any size down near the model's input). A product photo needs far fewer; a
+# 13,000 x 13,000 PNG of 329 KB would otherwise take gigabytes. KNOCKOFF_MAX_PIXELS overrides it.
+MAX_DECODED_PIXELS = int(os.environ.get("KNOCKOFF_MAX_PIXELS", 40_000_000))
+_BLOCK_ROWS = 256  # rows converted at a time from 16-bit or float pixels
 # Transparent product shots are usually cut out on white; flatten them the same way.
 _BACKGROUND = (255, 255, 255)
 
@@ -84,12 +90,19 @@ def _read_object(uri: str) -> bytes:
         return stream.read(MAX_DOWNLOAD_BYTES + 1)
 
 
-def decode_rgb(data: bytes, size: int, name: str = "image") -> np.ndarray:
-    """Decode encoded image bytes to a (size, size, 3) uint8 RGB array."""
+def decode_rgb(data: bytes, size: int, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """Decode encoded image bytes to a (size, size, 3) uint8 RGB array, refusing any photo that
+    would decode to more than `max_pixels` (default MAX_DECODED_PIXELS) before decoding it."""
+    ceiling = max_pixels or MAX_DECODED_PIXELS
     try:
         with Image.open(io.BytesIO(data)) as image:
             # Reduce-on-decode: a 640 px JPEG is decoded at 1/2 scale to make a 224 px input.
             image.draft("RGB", (size, size))
+            width, height = image.size  # from the header: nothing is decoded yet
+            if width * height > ceiling:
+                raise ImageLoadError(
+                    f"cannot decode {name}: {width} x {height} = {width * height / 1e6:.0f} megapixels, over Knockoff's "
+                    f"ceiling of {ceiling / 1e6:.0f} (KNOCKOFF_MAX_PIXELS); a product photo needs far fewer")
             image = ImageOps.exif_transpose(image)
             image = _to_rgb(image)
             resized = image.resize((size, size), Image.Resampling.BICUBIC)
@@ -116,8 +129,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # 16-bit and float scans: scale to 8 bits before the RGB conversion clips them.
-        values = np.asarray(image, dtype=np.float64)
-        top = values.max() or 1.0
-        image = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
+        image = _to_8_bits(image)
     return image.convert("RGB")
+
+
+def _to_8_bits(image: Image.Image) -> Image.Image:
+    """16-bit and float scans scaled to 8 bits (before the RGB conversion clips them), block by
+    block: memory is the pixels in their own type plus one byte each, never a float64 copy."""
+    values = np.asarray(image)  # uint16, int32 or float32, as decoded
+    top = float(values.max()) if values.size else 0.0
+    scaled = np.zeros(values.shape, dtype=np.uint8)
+    if top > 0:
+        for start in range(0, values.shape[0], _BLOCK_ROWS):
+            block = values[start:start + _BLOCK_ROWS].astype(np.float32) * np.float32(255.0 / top)
+            scaled[start:start + _BLOCK_ROWS] = np.clip(block, 0, 255)
+    return Image.fromarray(scaled)

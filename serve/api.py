@@ -12,6 +12,7 @@ import sqlite3
 from typing import Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from knockoff.imaging import ImageLoadError
@@ -192,7 +193,10 @@ async def score(request: Request, image: UploadFile = File(..., description="One
         raise HTTPException(413, f"images up to {limit} bytes")
     try:
         snapshot = request.app.state.scorer.snapshot()
-        return snapshot.score(data, name=image.filename or "upload")
+        # Decoding and the model run off the event loop, a few at a time: one heavy photo must
+        # not freeze every other request, nor many of them take the memory.
+        async with request.app.state.scoring_slots:
+            return await run_in_threadpool(snapshot.score, data, image.filename or "upload")
     except ImageLoadError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     except ScorerUnavailable as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
@@ -26,6 +27,8 @@ def create_app(settings: Settings) -> FastAPI:
                   description=api.__doc__)
     app.state.settings = settings
     app.state.scorer = LiveScorer(settings.model, settings.gallery)
+    # uploads decoded and scored at once, off the event loop (each up to the pixel ceiling)
+    app.state.scoring_slots = asyncio.Semaphore(2)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
     app.include_router(pages.router)
     app.include_router(api.router)

@@ -84,3 +84,23 @@ def run_on_emulated_cpu(code: str, cpu: str = AVX2_ONLY_CPU, timeout: float = 60
                               capture_output=True, text=True, timeout=timeout)
     assert finished.returncode == 0, finished.stderr[-3000:]
     return finished.stdout
+
+
+def zero_png(path: Path, width: int, height: int, bit_depth: int = 16) -> Path:
+    """An all-zero greyscale PNG of any size, written row by row: a decompression bomb of a few
+    hundred KB that never exists decoded in this process."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + width * bit_depth // 8)  # filter byte + zero samples
+    compressor, body = zlib.compressobj(9), []
+    for _ in range(height):
+        body.append(compressor.compress(row))
+    body.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body)) + chunk(b"IEND", b""))
+    return path

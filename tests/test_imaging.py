@@ -129,3 +129,22 @@ def test_a_trickling_download_is_cut_at_its_deadline(trickling_server, monkeypat
         imaging.read_bytes(f"{trickling_server}/slow")
     assert clock.monotonic() - started < 5
     assert imaging.load_rgb(f"{trickling_server}/photo", 64).shape == (64, 64, 3)
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
+    from tests.helpers import zero_png
+
+    bomb = zero_png(tmp_path / "bomb.png", 4000, 3000).read_bytes()
+    with pytest.raises(ImageLoadError, match="12 megapixels, over Knockoff's ceiling of 10"):
+        decode_rgb(bomb, 64, max_pixels=10_000_000)
+    assert decode_rgb(bomb, 64, max_pixels=20_000_000).max() == 0
+
+
+def test_sixteen_bit_scans_are_scaled_to_eight_bits():
+    values = (np.arange(300 * 40, dtype=np.uint16).reshape(300, 40) * 5)
+    image = Image.fromarray(values)
+    assert image.mode.startswith("I;16")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    decoded = decode_rgb(buffer.getvalue(), 40)
+    assert decoded.dtype == np.uint8 and decoded.max() >= 250 and decoded[0, 0, 0] <= 3  # the full range, darkest first

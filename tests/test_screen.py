@@ -154,3 +154,26 @@ def test_bad_manifest_lines_are_error_rows_and_resume_gets_past_them(tiny_onnx, 
     monkeypatch.undo()
     resumed = screen([str(manifest)], out, tiny_onnx, tiny_gallery, ScreenOptions(batch_size=4, rows_per_part=4, resume=True))
     assert resumed.screened == 14 and resumed.failed == 2
+
+
+def test_screening_a_decompression_bomb_costs_a_row_not_gigabytes(tiny_onnx, tiny_gallery, tmp_path):
+    """The 13,000 x 13,000 16-bit PNG of issue 11 (329 KB on disk) beside real photos; peak RSS of
+    the whole screening process, measured by the OS."""
+    from tests.helpers import zero_png
+
+    crawl = tmp_path / "crawl"
+    zero_png(crawl / "bomb-1.png", 13_000, 13_000)
+    shutil.copy(crawl / "bomb-1.png", crawl / "bomb-2.png")
+    for photo in sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:4]:
+        shutil.copy(photo, crawl / photo.name)
+    out = tmp_path / "r.parquet"
+    measure = ("import resource, sys; from knockoff.cli import app; sys.argv = ['knockoff'] + sys.argv[1:]\n"
+               "try:\n    app()\nfinally:\n    print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    finished = subprocess.run([sys.executable, "-c", measure, "screen", str(crawl), "--out", str(out), "--model", str(tiny_onnx),
+                               "--index", str(tiny_gallery)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    peak_mb = int(finished.stderr.split("peak_rss_kb")[-1].split()[0]) / 1024
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
+    assert len(rows) == 6 and sum(r["error"] is None for r in rows.values()) == 4
+    assert "169 megapixels, over Knockoff's ceiling" in rows["bomb-1.png"]["error"]
+    assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"  # before the ceiling: 8.9 GB for two such files

@@ -207,3 +207,14 @@ def test_a_bad_filter_saves_nothing_and_a_retried_decision_is_one_audit_entry(ap
     assert database.execute("SELECT COUNT(*) FROM decisions WHERE item_id = ?", (item,)).fetchone()[0] == 1
     changed = client.post(f"/api/items/{item}/decision", json={"decision": "counterfeit"}, headers=headers)
     assert changed.status_code == 200 and changed.json()["decision_id"] != answers[0].json()["decision_id"]
+
+
+def test_score_refuses_a_decompression_bomb_without_decoding_it(scoring_app, tmp_path):
+    from tests.helpers import zero_png
+
+    client, csrf = login(scoring_app, "ana")
+    bomb = zero_png(tmp_path / "bomb.png", 9_000, 9_000)  # under the upload limit of this app (200 KB)
+    with open(bomb, "rb") as upload:
+        response = client.post("/api/score", files={"image": ("bomb.png", upload, "image/png")}, headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 422 and "81 megapixels, over Knockoff's ceiling" in response.text
+    assert client.get("/api/health").status_code == 200
