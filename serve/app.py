@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 
 from knockoff_serve import api, pages
+from knockoff_serve.auth import service_secret
 from knockoff_serve.live import LiveScorer
 from knockoff_serve.queue import Viewer
 from knockoff_serve.settings import Settings
@@ -27,6 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
                   description=api.__doc__)
     app.state.settings = settings
     app.state.scorer = LiveScorer(settings.model, settings.gallery)
+    app.state.secret = service_secret(settings.home / "secret.key")  # signs the login form's CSRF token
     # uploads decoded and scored at once, off the event loop (each up to the pixel ceiling)
     app.state.scoring_slots = asyncio.Semaphore(2)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session, login_wait,
-                                 new_login_csrf, record_login_failure, same_token, start_session)
+                                 new_login_csrf, record_login_failure, start_session, valid_login_csrf)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
 from knockoff_serve.web import (ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of,
                                 visible_item)
@@ -29,7 +29,7 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
 
 @router.get("/login")
 def login_page(request: Request, next: str = "/queue", failed: bool = False) -> HTMLResponse:
-    token = new_login_csrf()
+    token = new_login_csrf(request.app.state.secret)
     response = render(request, "login.html", status_code=401 if failed else 200, next=safe_next(next), csrf_token=token, failed=failed)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=settings_of(request).secure_cookies)
     return response
@@ -38,7 +38,7 @@ def login_page(request: Request, next: str = "/queue", failed: bool = False) -> 
 @router.post("/login")
 def login(request: Request, name: str = Form(...), password: str = Form(...), csrf_token: str = Form(""),
           next: str = Form("/queue"), db: sqlite3.Connection = Depends(database)) -> Response:
-    if not same_token(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
+    if not valid_login_csrf(request.app.state.secret, request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "login form expired; reload the page")
     settings = settings_of(request)
     address = request.client.host if request.client else "unknown"

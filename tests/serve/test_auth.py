@@ -129,3 +129,22 @@ def test_wrong_passwords_are_throttled_per_account_and_per_address_with_an_audit
     assert _try_login(client, "root", PASSWORD).status_code == 429
     outcomes = [row["outcome"] for row in database.execute("SELECT outcome FROM login_failures ORDER BY id")]
     assert outcomes.count("wrong password") == 9 and outcomes.count("throttled") == 2
+
+
+def test_a_planted_login_csrf_cookie_is_refused(app):
+    """Double-submit alone trusts any cookie an attacker could plant (a sibling subdomain):
+    the token must carry the service's signature, and a fresh one."""
+    from fastapi.testclient import TestClient
+
+    from tests.serve.conftest import PASSWORD
+
+    client = TestClient(app)
+    planted = "attacker-chosen-token"
+    client.cookies.set("knockoff_login_csrf", planted)
+    forged = client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf_token": planted}, follow_redirects=False)
+    assert forged.status_code == 403
+    body = f"nonce.{0}"  # well-formed but old and unsigned
+    client.cookies.set("knockoff_login_csrf", f"{body}.00")
+    stale = client.post("/login", data={"name": "ana", "password": PASSWORD, "csrf_token": f"{body}.00"}, follow_redirects=False)
+    assert stale.status_code == 403
+    assert _try_login(TestClient(app), "ana", PASSWORD).status_code == 303  # the real form still works
