@@ -31,7 +31,7 @@ from knockoff.cpu import cpu_description
 from knockoff.data import read_source
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, index
+from knockoff.indexing import IndexConfig, calibration_specs, index
 from knockoff.matching import match
 from knockoff.metrics import roc_auc
 from knockoff.params import load_config
@@ -91,7 +91,7 @@ def main() -> None:
 
         index_config = load_config(IndexConfig, "index", args.params)
         calibration, held_out = split_genuine("data/prepared/sneakers-valid.parquet", args.product, work)
-        others = [s for s in _specs(index_config.calibration) if "sneakers-valid" not in s]
+        others = [s for s in calibration_specs(index_config) if "sneakers-valid" not in s]
         open_world = dataclasses.replace(index_config.open_world, cold_start_false_flag_rate=args.false_flag_rate)
         index_config = dataclasses.replace(
             index_config, references=tuple(without_fakes_of(s, args.product, work) for s in index_config.references if Path(s).is_file()),
@@ -126,12 +126,6 @@ def measure(embedder: OnnxEmbedder, gallery: Gallery, held_out: list, product: s
         "fakes_scored": float((status[is_fake] == SCORED).mean()), "genuine_scored": float((status[~is_fake] == SCORED).mean()),
         "cold_start": dataclasses.asdict(policy.cold_start), "support": dataclasses.asdict(policy.support),
     }
-
-
-def _specs(calibration) -> list[str]:
-    if not calibration:
-        return []
-    return [calibration] if isinstance(calibration, str) else list(calibration)
 
 
 if __name__ == "__main__":

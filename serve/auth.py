@@ -115,12 +115,10 @@ def end_session(connection: sqlite3.Connection, token: str | None) -> None:
 
 
 def create_api_token(connection: sqlite3.Connection, name: str) -> str:
-    row = connection.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
-    if row is None:
-        raise ValueError(f"no user {name!r}")
+    user_id = _user_id(connection, name)
     token = "ko_" + secrets.token_urlsafe(32)
     with write(connection):
-        connection.execute("INSERT INTO api_tokens (token_hash, user_id) VALUES (?, ?)", (_digest(token), row["id"]))
+        connection.execute("INSERT INTO api_tokens (token_hash, user_id) VALUES (?, ?)", (_digest(token), user_id))
     return token
 
 
