@@ -130,6 +130,7 @@ def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.nd
         product=[r.product for r in photos], group=[described[r.product]["group"] for r in photos],
         is_fake=np.array([r.authenticity == FAKE for r in photos]), product_similarity=matches.product_similarity,
         raw=matches.raw, nearest_genuine=matches.genuine_similarity,
+        nearest_catalogue=matches.nearest_catalogue, nearest_background=matches.nearest_background,
     )
     if len(unmonitored_vectors):
         unmonitored = match(gallery, unmonitored_vectors, with_evidence=False).nearest_catalogue

@@ -51,6 +51,7 @@ def test_calibration_falls_back_from_product_to_group_to_global_and_says_which()
         product=[p for p, f, _, _ in parts for _ in f], group=["nike" if p != "juice" else "grocery" for p, f, _, _ in parts for _ in f],
         is_fake=np.concatenate([f for _, f, _, _ in parts]), product_similarity=np.concatenate([s for *_, s in parts]),
         raw=np.concatenate([r for _, _, r, _ in parts]), nearest_genuine=np.concatenate([s for *_, s in parts]),
+        nearest_catalogue=np.concatenate([s for *_, s in parts]), nearest_background=np.full(250, -1.0),
     )
     products = {"shoe": {"group": "nike", "fakes": True}, "boot": {"group": "nike", "fakes": True},
                 "juice": {"group": "grocery", "fakes": False, "genuine_mean": 0.8, "genuine_spread": 0.05},
@@ -101,7 +102,8 @@ def test_a_claimed_product_is_the_one_judged_and_the_mismatch_shows(open_gallery
 
 def test_statuses_no_match_unsupported_and_scored(open_gallery):
     held = HeldBack(["bag"] * 40 + ["juice"] * 40, ["b"] * 40 + ["g"] * 40, np.array([True, False] * 20 + [False] * 40),
-                    np.full(80, 0.95), np.array([0.02, -0.02] * 20 + [-1.0] * 40), np.full(80, 0.95))
+                    np.full(80, 0.95), np.array([0.02, -0.02] * 20 + [-1.0] * 40), np.full(80, 0.95), np.full(80, 0.95),
+                    np.full(80, -1.0))
     described = {"bag": {"group": "b", "fakes": True}, "shoe": {"group": "b", "fakes": True},
                  "juice": {"group": "g", "fakes": False, "genuine_mean": 0.99, "genuine_spread": 0.01}}
     open_gallery.info.open_world = fit_open_world(held, np.array([0.6, 0.65, 0.7]), described, OpenWorldParams(min_photos=30), 0.9)
@@ -123,7 +125,7 @@ def test_statuses_no_match_unsupported_and_scored(open_gallery):
 
 def test_a_view_of_a_product_below_the_catalogue_threshold_but_within_its_support_needs_references(open_gallery):
     held = HeldBack(["bag"] * 40, ["b"] * 40, np.array([True, False] * 20), np.full(40, 0.9),
-                    np.array([0.02, -0.02] * 20), np.full(40, 0.9))
+                    np.array([0.02, -0.02] * 20), np.full(40, 0.9), np.full(40, 0.9), np.full(40, -1.0))
     described = {"bag": {"group": "b", "fakes": True}, "shoe": {"group": "b", "fakes": True},
                  "juice": {"group": "g", "fakes": False, "genuine_mean": 0.99, "genuine_spread": 0.01}}
     open_gallery.info.open_world = fit_open_world(held, np.array([0.97, 0.98, 0.99]), described, OpenWorldParams(min_photos=30), 0.9)
@@ -132,3 +134,24 @@ def test_a_view_of_a_product_below_the_catalogue_threshold_but_within_its_suppor
     assert result.product_similarity[0] < open_gallery.info.open_world.no_match.value
     assert result.status == [UNSUPPORTED] and "like its held-back photos" in result.reason[0]
     assert not result.flagged[0]
+
+
+def test_cold_start_threshold_flags_scored_photos_when_the_genuine_tail_lies_below_the_no_match_gate():
+    """Genuine-only product whose far genuine photos fall under the catalogue threshold: the
+    flag threshold must sit among photos that reach a verdict, not in the no_match region."""
+    rng = np.random.default_rng(3)
+    similarity = np.clip(rng.normal(0.8, 0.09, 400), -1, 1)  # held-back genuine photos of 'shoe'
+    held = HeldBack(["shoe"] * 400, ["nike"] * 400, np.zeros(400, dtype=bool), similarity, np.zeros(400), similarity,
+                    similarity, np.full(400, -1.0))
+    products = {"shoe": {"group": "nike", "fakes": False, "genuine_mean": 0.82, "genuine_spread": 0.09}}
+    unmonitored = rng.uniform(0.3, 0.7, 500)
+    params = OpenWorldParams(cold_start_false_flag_rate=0.02, min_photos=30)
+    world = fit_open_world(held, unmonitored, products, params, 0.95)
+    cold, gate = world.products["shoe"].cold_start, world.no_match.value
+    flag_below = cold.mean - cold.threshold * cold.spread  # similarity under which a scored photo is flagged
+    assert flag_below > gate  # reachable: some scored photos can be flagged
+    genuine_flagged = (similarity >= gate) & (similarity <= flag_below)
+    assert 0 < genuine_flagged.mean() <= 0.02
+    # fresh genuine photos like these: the promised rate holds out of sample
+    fresh = np.clip(rng.normal(0.8, 0.09, 100_000), -1, 1)
+    assert ((fresh >= gate) & (fresh <= flag_below)).mean() == pytest.approx(0.02, abs=0.01)
