@@ -114,6 +114,10 @@ class OnnxEmbedder:
             raise FileNotFoundError(f"model {path} not found (run `dvc repro` or `knockoff export`)")
         self.path = path
         self.device = device
+        if device == "cuda" and hasattr(ort, "preload_dlls"):
+            # CUDA and cuDNN from the nvidia-* pip packages ('knockoff[gpu]'), when installed that
+            # way; libraries on the system's search path are found without it
+            ort.preload_dlls()
         self.session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers_for(device))
         if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
             # onnxruntime falls back to the CPU when CUDA or cuDNN libraries are missing

@@ -7,14 +7,23 @@ gallery's per-product calibration is fit on, so the report cross-fits: the open-
 calibration is fit on one half of them and judges the other half, both ways round. The
 unmonitored photos take no part in any fit (the no-match threshold comes from
 grocery-produce `train`). Photos are screened without a claimed product, as in a crawl.
+
+Fruit is not every unmonitored product. `unmonitored_unlike_background` judges each monitored
+group as if nobody monitored it: its references are taken out of the gallery, the open-world
+calibration is re-fit on the other groups' photos, and the group's photos are screened as
+products the catalogue lacks and the background does not resemble (packages and shoes are
+nothing like fruit). What share of them is flagged, or matched to a catalogued product, is
+what a crawl's unforeseen products would suffer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import faiss
 import numpy as np
+import pyarrow as pa
 
 from knockoff.gallery import Gallery
 from knockoff.indexing import IndexConfig, fit_world
@@ -54,7 +63,39 @@ def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held
             decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
                              matches.product_similarity, matches.raw, matches.genuine_similarity)
             verdicts += _rows(part, rows, matches, decided)
-    return summarize(verdicts)
+    report = summarize(verdicts)
+    report["unmonitored_unlike_background"] = {
+        part.group: unmonitored_unlike_background(gallery, references, parts, part, unmonitored_held_back, config)
+        for part in fitted if len(fitted) > 1  # the others' photos calibrate the gallery without it
+    }
+    return report
+
+
+def unmonitored_unlike_background(gallery: Gallery, references: np.ndarray, parts: list[CrawlPart], left_out: CrawlPart,
+                                  unmonitored_held_back: np.ndarray, config: IndexConfig) -> dict:
+    """`left_out`'s photos screened by a gallery and calibration that never knew its products."""
+    products = {r.product for r in left_out.records if r.product}
+    keep = np.array([p not in products for p in gallery.references.column("product").to_pylist()])
+    without = _subset(gallery, references, keep)
+    others = [p for p in parts if p.held_back and p is not left_out]
+    records = [r for p in others for r in p.records]
+    vectors = np.concatenate([p.vectors for p in others])
+    world = fit_world(without, references[keep], vectors, records, unmonitored_held_back, config)
+    matches = match(without, left_out.vectors, with_evidence=False)
+    decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
+                     matches.product_similarity, matches.raw, matches.genuine_similarity)
+    count = len(left_out.records)
+    return {"photos": count, "catalogue": without.catalogue_products, "status": dict(Counter(decided.status)),
+            "flagged_rate": _share(int(decided.flagged.sum()), count),
+            "no_match_rate": _share(sum(s == "no_match" for s in decided.status), count),
+            "scored_rate": _share(sum(s == SCORED for s in decided.status), count)}
+
+
+def _subset(gallery: Gallery, references: np.ndarray, keep: np.ndarray) -> Gallery:
+    index = faiss.IndexFlatIP(references.shape[1])
+    index.add(np.ascontiguousarray(references[keep], dtype=np.float32))
+    table = gallery.references.filter(pa.array(keep))
+    return Gallery(index, table, replace(gallery.info, count=int(keep.sum()), open_world=None, calibration=None))
 
 
 def _halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,3 +52,28 @@ def test_cross_fitted_report_judges_every_photo_once_and_never_flags_unmonitored
     assert report["groups"]["sneakers"]["photos"] == 80 and report["groups"]["unmonitored"]["photos"] == 50
     assert report["groups"]["unmonitored"]["flagged"] == 0 and report["groups"]["unmonitored"]["no_match_rate"] >= 0.9
     assert report["groups"]["sneakers"]["roc_auc_raw"] > 0.95 and report["flag_precision"] >= 0.9
+
+
+def test_a_monitored_group_left_out_of_the_gallery_is_screened_as_unforeseen_unmonitored_products():
+    """Juice cartons, once nobody monitors them, look like neither the shoes in the catalogue nor
+    the fruit in the background: they must come out no_match, never flagged."""
+    rng = np.random.default_rng(1)
+    genuine, fake, juice, fruit = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0), (0, 0, 0, 0, 1, 0)
+    vectors = np.concatenate([_cluster(rng, genuine, 60), _cluster(rng, fake, 60), _cluster(rng, juice, 20),
+                              _cluster(rng, fruit, 30)])
+    records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
+               + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
+               + [ImageRecord(f"j{i}.jpg", None, "juice", GENUINE, "grocery") for i in range(20)]
+               + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
+    gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
+    held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
+    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, genuine, 40), _cluster(rng, fake, 40)]), True)
+    cartons = CrawlPart("grocery", [ImageRecord(f"hj{i}.jpg", None, "juice", GENUINE) for i in range(40)],
+                        _cluster(rng, juice, 40), True)
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    report = open_world_report(gallery, [shoes, cartons], _cluster(rng, fruit, 40, spread=0.3), config)
+    unlike = report["unmonitored_unlike_background"]
+    assert unlike["grocery"]["catalogue"] == ["shoe"] and unlike["grocery"]["photos"] == 40
+    assert unlike["grocery"]["flagged_rate"] == 0.0 and unlike["grocery"]["no_match_rate"] == 1.0
+    assert unlike["sneakers"]["catalogue"] == ["juice"] and unlike["sneakers"]["flagged_rate"] == 0.0
+    assert report["groups"]["grocery"]["no_match_rate"] == 0.0  # in the catalogue, the same photos are judged
