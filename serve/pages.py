@@ -116,9 +116,31 @@ async def bulk_decide(request: Request, session: Session = Depends(page_session)
 @router.get("/items/next")
 def next_item(request: Request, after: OptionalItemId = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> Response:
+    """The next pending item that nobody else holds; a GET changes nothing (a link from another
+    site must not reserve listings): the item page leases it with a POST once it is shown."""
     queue_filter = _filter(request)
     current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
-    item = decision_store.claim_next(db, queue_filter, session.viewer, current, settings_of(request).lease_seconds)
+    item = queue_store.neighbour(db, queue_filter, session.viewer, current, "next", pending_only=True) if current \
+        else queue_store.first_pending(db, queue_filter, session.viewer)
+    return _to_item(item, queue_filter)
+
+
+@router.post("/items/next")
+async def claim_next_item(request: Request, after: OptionalItemId = None, session: Session = Depends(page_session),
+                          db: sqlite3.Connection = Depends(database)) -> Response:
+    """Choose and lease the next pending item in one transaction ("Start reviewing")."""
+    form = await request.form()
+    check_form_csrf(session, form.get("csrf_token"))
+    queue_filter = _filter(request)
+    return _to_item(_claim_after(db, queue_filter, session, after, settings_of(request).lease_seconds), queue_filter)
+
+
+def _claim_after(db: sqlite3.Connection, queue_filter, session: Session, after: int | None, seconds: float):
+    current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
+    return decision_store.claim_next(db, queue_filter, session.viewer, current, seconds)
+
+
+def _to_item(item, queue_filter) -> Response:
     if item is None:
         return RedirectResponse(f"/queue?{queue_filter.query_string(message='No pending listings left in this view.')}", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"/items/{item['id']}?{queue_filter.query_string()}", status.HTTP_303_SEE_OTHER)
@@ -127,12 +149,10 @@ def next_item(request: Request, after: OptionalItemId = None, session: Session =
 @router.get("/items/{item_id}")
 def item_page(request: Request, item_id: ItemId, message: str | None = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    """Read-only: who else holds the item is shown; the page's script takes the lease by POST."""
     item = visible_item(db, item_id, session.viewer)
     queue_filter = _filter(request)
     holder = decision_store.lease_holder(db, item_id, session.viewer)
-    prefetch = request.headers.get("sec-purpose", "").startswith("prefetch") or request.headers.get("purpose") == "prefetch"
-    if item["decision"] is None and item["error"] is None and holder is None and not prefetch:
-        holder = decision_store.acquire_lease(db, item_id, session.viewer, settings_of(request).lease_seconds)
     upcoming = queue_store.neighbour(db, queue_filter, session.viewer, item, "next", pending_only=True)
     previous = queue_store.neighbour(db, queue_filter, session.viewer, item, "previous")
     following = queue_store.neighbour(db, queue_filter, session.viewer, item, "next")
@@ -157,7 +177,8 @@ def decide_form(request: Request, item_id: ItemId, decision: str = Form(...), no
         raise HTTPException(status.HTTP_409_CONFLICT, str(held)) from None
     except decision_store.NotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
-    return RedirectResponse(f"/items/next?{_filter(request).query_string(after=item_id)}", status.HTTP_303_SEE_OTHER)
+    queue_filter = _filter(request)
+    return _to_item(_claim_after(db, queue_filter, session, item_id, settings_of(request).lease_seconds), queue_filter)
 
 
 @router.post("/items/{item_id}/reference")

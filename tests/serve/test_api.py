@@ -218,3 +218,35 @@ def test_score_refuses_a_decompression_bomb_without_decoding_it(scoring_app, tmp
         response = client.post("/api/score", files={"image": ("bomb.png", upload, "image/png")}, headers={"X-CSRF-Token": csrf})
     assert response.status_code == 422 and "81 megapixels, over Knockoff's ceiling" in response.text
     assert client.get("/api/health").status_code == 200
+
+
+def _leases(database) -> list[tuple]:
+    return [tuple(r) for r in database.execute("SELECT item_id, user_id FROM leases")]
+
+
+def test_pages_read_with_get_reserve_nothing_and_start_reviewing_leases_by_post(app, database, users):
+    """A cross-site link (or a prefetch) to /items/next or /items/N must not reserve a listing."""
+    ana, csrf = login(app, "ana")
+    shown = ana.get("/items/next?status=pending", follow_redirects=False)
+    assert shown.status_code == 303 and "/items/" in shown.headers["location"]
+    item = int(shown.headers["location"].split("/items/")[1].split("?")[0])
+    assert ana.get(f"/items/{item}").status_code == 200
+    assert _leases(database) == []
+    assert ana.post("/items/next?status=pending", data={}, follow_redirects=False).status_code == 403  # no CSRF token
+    assert _leases(database) == []
+    claimed = ana.post("/items/next?status=pending", data={"csrf_token": csrf}, follow_redirects=False)
+    assert claimed.status_code == 303 and claimed.headers["location"] == shown.headers["location"]
+    assert _leases(database) == [(item, users["ana"])]
+    bo, _ = login(app, "bo")  # the leased item is skipped for someone else, and its page says who holds it
+    assert bo.get("/items/next?status=pending", follow_redirects=False).headers["location"] != shown.headers["location"]
+    assert "ana is reviewing this listing" in bo.get(f"/items/{item}").text
+
+
+def test_the_no_script_decision_form_claims_the_next_item_itself(app, database, users):
+    ana, csrf = login(app, "ana")
+    first = ana.get("/api/items", params={"status": "pending", "limit": 1}).json()["items"][0]["id"]
+    moved = ana.post(f"/items/{first}/decision?status=pending", data={"decision": "genuine", "csrf_token": csrf},
+                     follow_redirects=False)
+    following = int(moved.headers["location"].split("/items/")[1].split("?")[0])
+    assert moved.status_code == 303 and following != first
+    assert _leases(database) == [(following, users["ana"])]

@@ -68,6 +68,26 @@ def test_log_in_decide_three_with_the_keyboard_undo_one(browser, server, databas
     assert state == {visited[0]: "counterfeit", visited[1]: "genuine", visited[2]: None}
 
 
+def test_the_item_page_takes_its_lease_by_post_and_a_second_analyst_sees_who_holds_it(browser, server, database, users):
+    ana = browser.new_context().new_page()
+    log_in(ana, server, "ana")
+    item = database.execute("SELECT id FROM items WHERE decision IS NULL AND error IS NULL ORDER BY id LIMIT 1").fetchone()[0]
+    ana.goto(f"{server}/items/{item}")  # a plain GET: the page's script leases it
+    ana.wait_for_function("() => !document.getElementById('lease') || document.readyState === 'complete'")
+    for _ in range(50):
+        if database.execute("SELECT user_id FROM leases WHERE item_id = ?", (item,)).fetchone():
+            break
+        ana.wait_for_timeout(100)
+    assert [tuple(r) for r in database.execute("SELECT item_id, user_id FROM leases")] == [(item, users["ana"])]
+    bo = browser.new_context().new_page()
+    log_in(bo, server, "bo")
+    bo.goto(f"{server}/items/{item}")
+    assert bo.locator("#lease").is_visible() and "ana is reviewing" in bo.locator("#lease").inner_text()
+    bo.keyboard.press("g")  # keys are off: nothing is decided
+    bo.wait_for_timeout(300)
+    assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
+
+
 def test_anonymous_requests_are_refused(browser, server):
     page = browser.new_page()
     response = page.goto(f"{server}/api/items")
