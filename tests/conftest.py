@@ -52,3 +52,52 @@ def tiny_gallery(tiny_onnx, tmp_path_factory) -> Path:
         patch.setenv("KNOCKOFF_DATA", str(SAMPLE))
         index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, directory)
     return directory
+
+
+@pytest.fixture
+def trickling_server():
+    """A real HTTP server on 127.0.0.1 whose /slow sends one byte every 0.2 s, for ever (bounded
+    here to 60 s), and whose /photo serves a real photo at once. `.peak` is the most /slow
+    downloads it ever served at the same time."""
+    import http.server
+    import threading
+    import time as clock
+    import types
+
+    lock = threading.Lock()
+    state = types.SimpleNamespace(url="", active=0, peak=0)
+    photo = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[0].read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.end_headers()
+            if self.path == "/photo":
+                self.wfile.write(photo)
+                return
+            started = clock.monotonic()
+            with lock:
+                state.active += 1
+                state.peak = max(state.peak, state.active)
+            try:
+                while clock.monotonic() - started < 60:
+                    self.wfile.write(b"\xff")
+                    self.wfile.flush()
+                    clock.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                with lock:
+                    state.active -= 1
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()

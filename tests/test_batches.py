@@ -31,3 +31,21 @@ def test_order_errors_and_pixels_line_up(tmp_path):
 
 def test_empty_input_yields_nothing():
     assert list(decode_batches([], size=8)) == []
+
+
+def test_slow_downloads_wait_side_by_side_off_the_decode_threads(trickling_server, sample_photos, monkeypatch):
+    """Four URLs that trickle until the deadline, among local photos, with one decode thread:
+    all four downloads are under way at once (they used to take the decode threads one by one),
+    each is one error row, and every local photo still decodes in input order."""
+    from knockoff import imaging
+
+    monkeypatch.setattr(imaging, "DOWNLOAD_DEADLINE_S", 1.0)
+    local = [ImageRecord(path=str(p)) for p in sample_photos[:12]]
+    slow = [ImageRecord(path=f"{trickling_server.url}/slow?{i}") for i in range(4)]
+    records = local[:3] + slow[:2] + local[3:9] + slow[2:] + local[9:] + [ImageRecord(path=f"{trickling_server.url}/photo")]
+    batches = list(decode_batches(records, 32, batch_size=4, workers=1, prefetch=1))
+    assert [r.path for b in batches for r in b.records] == [r.path for r in records]
+    errors = {r.path: e for b in batches for r, e in zip(b.records, b.errors)}
+    assert all("longer than 1 s" in errors[r.path] for r in slow)
+    assert all(errors[r.path] is None for r in local) and errors[records[-1].path] is None
+    assert trickling_server.peak == 4

@@ -80,44 +80,6 @@ def test_decode_bytes_directly():
     assert decode_rgb(buffer.getvalue(), 4)[..., 2].min() == 255
 
 
-@pytest.fixture
-def trickling_server():
-    """A real HTTP server on 127.0.0.1 whose /slow sends one byte every 0.2 s, for ever (bounded
-    here to 60 s), and whose /photo serves a real photo at once."""
-    import http.server
-    import threading
-    import time as clock
-
-    photo = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[0].read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the standard library's name)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.end_headers()
-            if self.path == "/photo":
-                self.wfile.write(photo)
-                return
-            started = clock.monotonic()
-            try:
-                while clock.monotonic() - started < 60:
-                    self.wfile.write(b"\xff")
-                    self.wfile.flush()
-                    clock.sleep(0.2)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def test_a_trickling_download_is_cut_at_its_deadline(trickling_server, monkeypatch):
     import time as clock
 
@@ -126,9 +88,9 @@ def test_a_trickling_download_is_cut_at_its_deadline(trickling_server, monkeypat
     monkeypatch.setattr(imaging, "DOWNLOAD_DEADLINE_S", 1.5)  # the setting, shortened for the test
     started = clock.monotonic()
     with pytest.raises(imaging.ImageLoadError, match="longer than 1.5 s"):
-        imaging.read_bytes(f"{trickling_server}/slow")
+        imaging.read_bytes(f"{trickling_server.url}/slow")
     assert clock.monotonic() - started < 5
-    assert imaging.load_rgb(f"{trickling_server}/photo", 64).shape == (64, 64, 3)
+    assert imaging.load_rgb(f"{trickling_server.url}/photo", 64).shape == (64, 64, 3)
 
 
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
