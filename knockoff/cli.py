@@ -99,6 +99,45 @@ def show(
 
 
 @app.command()
+def listings(
+    results: Annotated[Path, typer.Argument(help="Parquet results file written by `knockoff screen`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Listings file (Parquet).")] = Path("listings.parquet"),
+) -> None:
+    """One row per listing: its photos combined (a fake photo makes a fake listing; an
+    unsupported one does not make it genuine), its status, score, flag and most
+    incriminating photo. Streams: any crawl size in bounded memory."""
+    from knockoff.listings import write_listings
+
+    try:
+        summary = write_listings(results, out)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    typer.echo(summary.line(out))
+
+
+@app.command()
+def sellers(
+    results: Annotated[Path, typer.Argument(help="Parquet results file written by `knockoff screen` (with a seller_id column in its manifest).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sellers file (Parquet), highest risk first.")] = Path("sellers.parquet"),
+    store: Annotated[Optional[Path], typer.Option(help="The review service's store (knockoff.db): adds analysts' confirmed fakes.")] = None,
+    top: Annotated[int, typer.Option(help="How many of the riskiest sellers to print.")] = 10,
+) -> None:
+    """One row per seller, ranked by risk: the expected counterfeit share of its judged
+    listings, shrunk towards the run's base rate (knockoff/listings/sellers.py)."""
+    from knockoff.listings import write_sellers
+
+    try:
+        table = write_sellers(results, out, store)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    typer.echo(f"{table.num_rows} sellers -> {out}")
+    for row in table.slice(0, top).to_pylist():
+        typer.echo(f"  {row['seller_id'] or '(no seller id)'}: risk {row['risk']:.3f}, {row['flagged_listings']} of "
+                   f"{row['judged_listings']} judged listings flagged ({row['listings']} listings, "
+                   f"{row['confirmed_fakes']} confirmed fakes)")
+
+
+@app.command()
 def review(
     results: Annotated[list[Path], typer.Argument(help="Results files from `knockoff screen`, or folders of them.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

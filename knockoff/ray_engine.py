@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from knockoff.gallery import INFO_FILE, read_info
-from knockoff.records import ImageRecord
+from knockoff.records import RECORD_FIELDS, ImageRecord
 from knockoff.results import RESULT_SCHEMA
 from knockoff.screen import Scorer, ScreenOptions, ScreenSummary, run_pipeline, write_run
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 WINDOW_ROWS = 50_000  # records per Ray dataset: bounds the driver's memory on any crawl size
 ACTOR_BATCH = 256  # records per actor call; inside, the local pipeline batches by batch_size
-_RECORD_FIELDS = ("path", "listing_id", "product", "authenticity", "brand", "source", "error")
+RECORD_SCHEMA = pa.schema([(name, pa.float64() if name == "price" else pa.string()) for name in RECORD_FIELDS])
 
 
 def model_bundle(model_path: Path, gallery_path: Path) -> dict[str, bytes]:
@@ -62,7 +62,7 @@ class ScreenActor:
         self.scorer = Scorer(root / "model.onnx", root / "gallery", options.threads, options.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        records = [ImageRecord(**row) for row in batch.select(list(_RECORD_FIELDS)).to_pylist()]
+        records = [ImageRecord(**row) for row in batch.select(list(RECORD_FIELDS)).to_pylist()]
         rows: list[dict] = []
         run_pipeline(records, self.scorer, self.options, rows.extend)
         return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
@@ -113,4 +113,4 @@ def _windows(records: Iterator[ImageRecord], size: int) -> Iterator[pa.Table]:
     record_iter = iter(records)
     while chunk := list(islice(record_iter, size)):
         yield pa.Table.from_pylist([record.to_dict() for record in chunk],
-                                   schema=pa.schema([(name, pa.string()) for name in _RECORD_FIELDS]))
+                                   schema=RECORD_SCHEMA)

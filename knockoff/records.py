@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 GENUINE = "genuine"
 FAKE = "fake"
@@ -61,7 +61,9 @@ class ImageRecord:
     """One image to embed: a listing photo to screen, or a labelled reference.
 
     `path` is a local path or a URL. `product` is what the photo shows (or claims to show,
-    for a listing); `authenticity` is 'genuine', 'fake' or None when unknown.
+    for a listing); `authenticity` is 'genuine', 'fake' or None when unknown. A listing
+    photo may carry its listing's fields: several photos share a `listing_id`, listings a
+    `seller_id` (knockoff/listings aggregates them).
     """
 
     path: str
@@ -73,6 +75,12 @@ class ImageRecord:
     # Set when the input line itself could not be read (a broken manifest line): screening
     # makes it one error row instead of stopping the run.
     error: str | None = None
+    seller_id: str | None = None
+    marketplace: str | None = None
+    listing_url: str | None = None  # the listing's page (a takedown notice names it)
+    title: str | None = None
+    price: float | None = None
+    currency: str | None = None
 
     @property
     def class_name(self) -> str:
@@ -81,5 +89,10 @@ class ImageRecord:
             raise ValueError(f"{self.path}: a training record needs product and authenticity")
         return f"{self.product} | {self.authenticity}"
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, str | float | None]:
         return asdict(self)
+
+
+# The listing's own fields, carried from the manifest to every result row.
+LISTING_FIELDS = ("seller_id", "marketplace", "listing_url", "title", "price", "currency")
+RECORD_FIELDS = tuple(field.name for field in fields(ImageRecord))

@@ -29,6 +29,13 @@ RESULT_SCHEMA = pa.schema([
     ("listing_id", pa.string()),
     ("path", pa.string()),
     ("source", pa.string()),
+    # the listing's own fields, from the manifest (knockoff/listings aggregates by them)
+    ("seller_id", pa.string()),
+    ("marketplace", pa.string()),
+    ("listing_url", pa.string()),
+    ("title", pa.string()),
+    ("price", pa.float64()),
+    ("currency", pa.string()),
     # scored | no_match (no catalogued product) | unsupported (no reference close enough) | error
     ("status", pa.string()),
     ("status_reason", pa.string()),  # why a row is not scored, in figures

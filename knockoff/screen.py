@@ -31,7 +31,7 @@ from knockoff.embedding import OnnxEmbedder
 from knockoff.gallery import Gallery
 from knockoff.matching import MatchBatch, match
 from knockoff.parts import PartWriter, parts_dir
-from knockoff.records import ImageRecord
+from knockoff.records import LISTING_FIELDS, ImageRecord
 from knockoff.results import RESULT_SCHEMA
 
 DEFAULT_MODEL = Path("models/knockoff.onnx")
@@ -193,6 +193,7 @@ def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, vers
         row = dict.fromkeys(RESULT_SCHEMA.names)
         row.update({
             "listing_id": record.listing_id,
+            **{name: getattr(record, name) for name in LISTING_FIELDS},
             "path": record.path,
             "source": record.source,
             "claimed_product": record.product,

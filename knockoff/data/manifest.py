@@ -1,8 +1,10 @@
 """Reader for a generic manifest: CSV, Parquet or JSONL, one row per image.
 
 Columns: `path` (local, relative to the manifest's folder) or `url`, and optionally
-`listing_id`, `product`, `label` (or `authenticity`: genuine/fake/original/counterfeit/0/1),
-`brand`. Rows are streamed, so a manifest of millions of rows is never held in memory. The
+`listing_id`, `product` (for a listing: the product it claims), `label` (or `authenticity`:
+genuine/fake/original/counterfeit/0/1), `brand`, and the listing's fields: `seller_id`,
+`marketplace`, `listing_url` (the listing's page; `url` is the photo's), `title`, `price`,
+`currency`. Rows are streamed, so a manifest of millions of rows is never held in memory. The
 manifest itself may live in object storage (`s3://bucket/crawl/manifest.parquet`, read with
 pyarrow's filesystems); its relative paths then resolve under the same prefix.
 """
@@ -167,7 +169,24 @@ def _to_record(row: dict[str, Any], base_dir: Path | str, source: str) -> ImageR
         authenticity=parse_authenticity(label),
         brand=_text(row.get("brand")),
         source=_text(row.get("source")) or source,
+        seller_id=_text(row.get("seller_id")),
+        marketplace=_text(row.get("marketplace")),
+        listing_url=_text(row.get("listing_url")),
+        title=_text(row.get("title")),
+        price=_price(row.get("price")),
+        currency=_text(row.get("currency")),
     )
+
+
+def _price(value: Any) -> float | None:
+    """A number, or nothing; '1,299.00' and '$25' are read, 'call me' is the row's error."""
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return float(text.replace(",", "").lstrip("$€£¥ "))
+    except ValueError:
+        raise ValueError(f"price {text!r} is not a number") from None
 
 
 def _text(value: Any) -> str | None:

@@ -124,3 +124,18 @@ def test_a_bad_line_is_one_record_carrying_its_error_and_the_rest_is_read(tmp_pa
     assert bad in records[1].error and str(manifest) in records[1].error
     with pytest.raises(ManifestError, match=bad.split(":")[0]):
         list(read_manifest(manifest))
+
+
+def test_listing_fields_travel_with_each_photo_and_a_bad_price_is_its_rows_error(tmp_path):
+    manifest = tmp_path / "crawl.csv"
+    manifest.write_text(
+        "listing_id,seller_id,marketplace,listing_url,title,price,currency,product,path\n"
+        "L1,S9,shopx,https://shopx.example/l/1,AF1 white,\"1,299.50\",USD,nike air force,a.jpg\n"
+        "L1,S9,shopx,https://shopx.example/l/1,AF1 white,$25,USD,nike air force,b.jpg\n"
+        "L2,S9,shopx,https://shopx.example/l/2,J1,call me,USD,nike jordan 1,c.jpg\n")
+    first, second, bad = read_manifest(manifest, bad_rows="record")
+    assert (first.listing_id, first.seller_id, first.marketplace, first.listing_url, first.title, first.price,
+            first.currency, first.product) == ("L1", "S9", "shopx", "https://shopx.example/l/1", "AF1 white", 1299.5,
+                                               "USD", "nike air force")
+    assert second.price == 25.0 and second.path.endswith("b.jpg")
+    assert bad.error and "price 'call me' is not a number" in bad.error and bad.listing_id == "L2"

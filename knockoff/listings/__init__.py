@@ -1,0 +1,98 @@
+"""From photos to listings and sellers: the verdicts brand protection acts on.
+
+`knockoff listings RESULTS` writes one row per listing (verdicts.py), `knockoff sellers
+RESULTS` one row per seller ranked by risk (sellers.py). Both stream: results are
+hash-partitioned to disk by listing (then by seller) and each partition is grouped in
+memory (spill.py), so a crawl of any size is aggregated in the memory of one partition.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from knockoff.listings.sellers import SELLER_SCHEMA, seller_risk, seller_totals
+from knockoff.listings.spill import ROWS_PER_PARTITION, partitions
+from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_verdicts
+
+PRIOR_STRENGTH = 2.0  # listings' worth of the run's base rate in every seller's risk
+
+
+@dataclass(frozen=True)
+class ListingSummary:
+    listings: int
+    flagged: int
+    judged: int
+    score_sum: float  # over judged listings: the run's base rate is score_sum / judged
+
+    @property
+    def base_rate(self) -> float:
+        return self.score_sum / self.judged if self.judged else 0.0
+
+    def line(self, out: Path) -> str:
+        return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}"
+
+
+def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_PARTITION) -> ListingSummary:
+    """One row per listing of a Parquet results file (`knockoff screen --out *.parquet`)."""
+    _check_parquet(results)
+    counts = {"listings": 0, "flagged": 0, "judged": 0, "score_sum": 0.0}
+    partial = out.with_name(f".{out.name}.partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(partial, LISTING_SCHEMA, compression="zstd") as writer:
+        for photos in partitions(results, "listing_id", PHOTO_COLUMNS, rows_per_partition, key_fallback="path"):
+            listings = listing_verdicts(photos)
+            writer.write_table(listings)
+            judged = pc.equal(listings.column("status"), "scored")
+            counts["listings"] += listings.num_rows
+            counts["flagged"] += int(pc.sum(pc.cast(listings.column("flagged"), pa.int64())).as_py() or 0)
+            counts["judged"] += int(pc.sum(pc.cast(judged, pa.int64())).as_py() or 0)
+            counts["score_sum"] += float(pc.sum(pc.filter(listings.column("score"), judged)).as_py() or 0.0)
+    partial.replace(out)
+    return ListingSummary(**counts)
+
+
+def write_sellers(results: Path, out: Path, store: Path | None = None, strength: float = PRIOR_STRENGTH,
+                  rows_per_partition: int = ROWS_PER_PARTITION) -> pa.Table:
+    """One row per seller, highest risk first; `store` (the review service's knockoff.db) adds
+    the listings analysts confirmed counterfeit. Returns the sellers table."""
+    confirmed = confirmed_listings(store) if store else pa.array([], pa.string())
+    with tempfile.TemporaryDirectory(prefix="knockoff-sellers-") as scratch:
+        listings_path = Path(scratch) / "listings.parquet"
+        summary = write_listings(results, listings_path, rows_per_partition)
+        parts = []
+        for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):
+            listings = listings.append_column("confirmed", pc.is_in(listings.column("listing_id"), value_set=confirmed))
+            parts.append(seller_risk(seller_totals(listings), summary.base_rate, strength))
+    sellers = pa.concat_tables(parts) if parts else SELLER_SCHEMA.empty_table()
+    sellers = sellers.sort_by([("risk", "descending"), ("judged_listings", "descending")])
+    sellers = sellers.replace_schema_metadata({b"knockoff.base_rate": str(summary.base_rate).encode(),
+                                               b"knockoff.prior_strength": str(strength).encode()})
+    partial = out.with_name(f".{out.name}.partial")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(sellers, partial, compression="zstd")
+    partial.replace(out)
+    return sellers
+
+
+def confirmed_listings(store: Path) -> pa.Array:
+    """Listing ids analysts decided counterfeit in a review store."""
+    if not Path(store).is_file():
+        raise FileNotFoundError(f"review store {store} not found")
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT DISTINCT listing_id FROM items WHERE decision = 'counterfeit' AND listing_id IS NOT NULL").fetchall()
+    return pa.array([row[0] for row in rows], pa.string())
+
+
+def _check_parquet(results: Path) -> None:
+    if not Path(results).is_file():
+        raise FileNotFoundError(f"{results} not found")
+    if Path(results).suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"{results}: listings and sellers read Parquet results (`knockoff screen --out results.parquet`)")

@@ -1,0 +1,101 @@
+"""A listing's verdict from its photos' rows.
+
+- `status`: `scored` if any photo was judged; else `unsupported` if any photo showed a
+  catalogued product no reference could judge (work for an analyst); else `no_match`; else
+  `error`. An unsupported photo never makes a listing genuine: it simply does not count.
+- `score`: the highest p(counterfeit) among its judged photos. One fake photo makes a fake
+  listing; a genuine close-up beside it does not clear it.
+- `flagged`: any judged photo flagged at its own product's calibrated threshold (the
+  threshold of the top photo is reported). Per-photo calibration targets photo precision;
+  `knockoff evaluate`'s marketplace report measures what it gives per listing.
+- `top_photo`: the most incriminating photo (highest score; else the first unsupported one).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from knockoff.records import LISTING_FIELDS
+
+STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
+KEY = "listing_id"
+PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "threshold", "product",
+                 "claimed_product", "product_mismatch", "brand", "label", "error"]
+
+LISTING_SCHEMA = pa.schema([
+    (KEY, pa.string()),
+    *[(name, pa.float64() if name == "price" else pa.string()) for name in LISTING_FIELDS],
+    ("photos", pa.int64()),
+    ("scored_photos", pa.int64()),
+    ("flagged_photos", pa.int64()),
+    ("status", pa.string()),
+    ("score", pa.float64()),  # highest p(counterfeit) among its judged photos; null if none judged
+    ("flagged", pa.bool_()),
+    ("threshold", pa.float64()),  # the flag threshold of the top photo's calibration
+    ("product", pa.string()),  # the top photo's judged product
+    ("claimed_product", pa.string()),
+    ("product_mismatch", pa.bool_()),  # any photo unlike the product the listing claims
+    ("brand", pa.string()),
+    ("top_photo", pa.string()),  # the most incriminating photo
+    ("top_photo_reason", pa.string()),  # its status_reason when it was not judged
+    ("fake_photos_labelled", pa.int64()),  # photos whose input label says fake (evaluation)
+])
+
+
+def listing_verdicts(photos: pa.Table) -> pa.Table:
+    """One row per listing of `photos` (rows of a results file holding whole listings)."""
+    if photos.num_rows == 0:
+        return LISTING_SCHEMA.empty_table()
+    photos = _normalised(photos)
+    rank = pc.fill_null(pc.index_in(photos.column("status"), pa.array(STATUS_ORDER)), len(STATUS_ORDER))
+    ordered = photos.append_column("_rank", rank).append_column(
+        "_score", pc.fill_null(pc.cast(photos.column("score"), pa.float64()), -1.0))
+    ordered = ordered.sort_by([(KEY, "ascending"), ("_rank", "ascending"), ("_score", "descending"), ("path", "ascending")])
+    firsts = [(name, "first") for name in ("path", *LISTING_FIELDS, "status", "status_reason", "threshold", "product",
+                                           "claimed_product", "brand")]
+    grouped = ordered.group_by(KEY, use_threads=False).aggregate([
+        *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_mismatch", "max"),
+        ("_score", "max")])
+    scored = grouped.column("_scored_sum")
+    top_score = pc.if_else(pc.greater(scored, 0), grouped.column("_score_max"), pa.scalar(None, pa.float64()))
+    columns = {
+        KEY: grouped.column(KEY),
+        **{name: grouped.column(f"{name}_first") for name in LISTING_FIELDS},
+        "photos": grouped.column("path_count"),
+        "scored_photos": scored,
+        "flagged_photos": grouped.column("_flagged_sum"),
+        "status": grouped.column("status_first"),
+        "score": top_score,
+        "flagged": pc.greater(grouped.column("_flagged_sum"), 0),
+        "threshold": pc.if_else(pc.greater(scored, 0), grouped.column("threshold_first"), pa.scalar(None, pa.float64())),
+        "product": grouped.column("product_first"),
+        "claimed_product": grouped.column("claimed_product_first"),
+        "product_mismatch": grouped.column("_mismatch_max"),
+        "brand": grouped.column("brand_first"),
+        "top_photo": grouped.column("path_first"),
+        "top_photo_reason": pc.if_else(pc.greater(scored, 0), pa.scalar(None, pa.string()), grouped.column("status_reason_first")),
+        "fake_photos_labelled": grouped.column("_fake_sum"),
+    }
+    return pa.table({name: pc.cast(columns[name], LISTING_SCHEMA.field(name).type) for name in LISTING_SCHEMA.names},
+                    schema=LISTING_SCHEMA)
+
+
+def _normalised(photos: pa.Table) -> pa.Table:
+    """The columns the verdict reads, typed, with helper columns; missing ones as nulls."""
+    def column(name: str, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
+        if name in photos.column_names:
+            return pc.cast(photos.column(name), kind)
+        return pa.nulls(photos.num_rows, kind)
+
+    status = column("status", pa.string())
+    flagged = pc.fill_null(column("flagged", pa.bool_()), False)
+    table = {name: column(name, pa.float64() if name in ("price", "score", "threshold") else pa.string())
+             for name in PHOTO_COLUMNS if name not in ("flagged", "product_mismatch")}
+    table["_scored"] = pc.cast(pc.equal(pc.fill_null(status, ""), "scored"), pa.int64())
+    table["_flagged"] = pc.cast(pc.and_(flagged, pc.equal(pc.fill_null(status, ""), "scored")), pa.int64())
+    table["_fake"] = pc.cast(pc.equal(pc.fill_null(column("label", pa.string()), ""), "fake"), pa.int64())
+    table["_mismatch"] = pc.cast(pc.fill_null(column("product_mismatch", pa.bool_()), False), pa.int64())
+    keys = pc.coalesce(table[KEY], table["path"])
+    table[KEY] = keys
+    return pa.table(table)
