@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-ROWS_PER_PARTITION = 500_000
+ROWS_PER_PARTITION = 50_000  # small enough that one partition is a fixed, small share of memory
 READ_BATCH_ROWS = 65_536
 
 
