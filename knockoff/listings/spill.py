@@ -1,6 +1,7 @@
 """Group a results file of any size by a key without holding it in memory.
 
-Rows stream through once and are hash-partitioned by the key into Parquet spill files, so
+Rows stream through once and are hash-partitioned by the key into Arrow IPC spill files (a
+writer holds next to nothing, unlike a Parquet writer's buffers and codecs), so
 every group lands whole in one partition; each partition is then small enough to group in
 memory. The number of partitions grows with the input (`rows_per_partition`), so memory is
 bounded by one partition, not by the crawl.
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 ROWS_PER_PARTITION = 50_000  # small enough that one partition is a fixed, small share of memory
 READ_BATCH_ROWS = 65_536
+MAX_PARTITIONS = 512  # open spill files at once; beyond 25M rows partitions grow instead
 
 
 def partitions(source: Path, key: str, columns: list[str], rows_per_partition: int = ROWS_PER_PARTITION,
@@ -29,24 +31,30 @@ def partitions(source: Path, key: str, columns: list[str], rows_per_partition: i
     parquet = pq.ParquetFile(source)
     wanted = [c for c in dict.fromkeys([key, *columns, *([key_fallback] if key_fallback else [])])
               if c in parquet.schema_arrow.names]
-    count = max(1, math.ceil(parquet.metadata.num_rows / rows_per_partition))
+    count = min(MAX_PARTITIONS, max(1, math.ceil(parquet.metadata.num_rows / rows_per_partition)))
     if count == 1:
         yield _with_key(parquet.read(columns=wanted), key, key_fallback)
         return
     with tempfile.TemporaryDirectory(prefix="knockoff-spill-") as scratch:
-        writers: dict[int, pq.ParquetWriter] = {}
-        for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
-            table = _with_key(pa.Table.from_batches([batch]), key, key_fallback)
-            buckets = _bucket(table.column(key), count)
-            for bucket in np.unique(buckets):
-                part = table.filter(pa.array(buckets == bucket))
-                if bucket not in writers:
-                    writers[bucket] = pq.ParquetWriter(Path(scratch) / f"part-{bucket}.parquet", part.schema)
-                writers[bucket].write_table(part)
-        for writer in writers.values():
-            writer.close()
+        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        try:
+            for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):
+                table = _with_key(pa.Table.from_batches([batch]), key, key_fallback)
+                buckets = _bucket(table.column(key), count)
+                order = np.argsort(buckets, kind="stable")
+                table, buckets = table.take(pa.array(order)), buckets[order]
+                edges = np.flatnonzero(np.diff(buckets)) + 1
+                for start, stop in zip(np.r_[0, edges], np.r_[edges, len(buckets)]):
+                    bucket = int(buckets[start])
+                    if bucket not in writers:
+                        writers[bucket] = pa.ipc.new_stream(Path(scratch) / f"part-{bucket}.arrows", table.schema)
+                    writers[bucket].write_table(table.slice(start, stop - start))
+        finally:
+            for writer in writers.values():
+                writer.close()
         for bucket in sorted(writers):
-            yield pq.read_table(Path(scratch) / f"part-{bucket}.parquet")
+            with pa.ipc.open_stream(Path(scratch) / f"part-{bucket}.arrows") as reader:
+                yield reader.read_all()
 
 
 def _with_key(table: pa.Table, key: str, fallback: str | None) -> pa.Table:
