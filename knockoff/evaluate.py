@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.data import read_source
+from knockoff.data import data_root, read_source
 from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
+from knockoff.gallery import Gallery, portable_path
 from knockoff.matching import match
 from knockoff.metrics import average_precision, precision_recall_curve, recall_at_precision, roc_auc, roc_curve
 from knockoff.records import FAKE, ImageRecord
@@ -201,16 +201,24 @@ def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: Eval
     if world is None or gallery.info.calibration is None:
         raise ValueError(f"gallery {gallery_path} has no open-world calibration: rebuild it with `knockoff index`")
     calibrated_on = set(gallery.info.calibration.source.split(","))
-    parts = []
+    # Photos the index left out as copies of a reference are left out here too: a photo
+    # that finds itself in the gallery measures nothing about unseen photos.
+    copies = set(gallery.info.excluded_copies)
+    parts, excluded = [], 0
     for group, spec in config.crawl.items():
         embedded = cache.get(embedder, spec)
-        parts.append(CrawlPart(group, embedded.records, embedded.vectors, spec in calibrated_on))
+        keep = [i for i, r in enumerate(embedded.records) if portable_path(r.path, data_root()) not in copies]
+        excluded += len(embedded.records) - len(keep)
+        parts.append(CrawlPart(group, [embedded.records[i] for i in keep], embedded.vectors[keep], spec in calibrated_on))
     held_back = []
     if config.unmonitored:
         _, held = split_unmonitored(list(read_source(config.unmonitored)))
+        held = [r for r in held if portable_path(r.path, data_root()) not in copies]
         held_back, _, _ = embed_records(embedder, held, config.batch_size, config.workers, "unmonitored held back")
     index_config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=world.params)
-    return open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config)
+    report = open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config)
+    report["excluded_copies"] = excluded
+    return report
 
 
 def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path,

@@ -55,6 +55,8 @@ class GalleryInfo:
     open_world: OpenWorld | None = None
     files: dict[str, str] = field(default_factory=dict)  # 'index', 'references' -> file names
     format: int = FORMAT
+    # held-back photos left out of calibration as copies of a reference (portable paths)
+    excluded_copies: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

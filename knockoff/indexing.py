@@ -7,6 +7,13 @@ its own product, and fits per product (scoring/open_world.py): the support bound
 scaling with the flag threshold for the target precision (known fakes) or the cold-start
 distance threshold (genuine references only). Held-back unmonitored photos set the no-match
 threshold. A global Platt fit is kept too, as the last fallback and for older readers.
+
+A held-back photo that is a *copy* of a reference (the same photograph rotated, mirrored,
+cropped or re-encoded, as dataset augmentations and copied listings are) finds itself in the
+gallery: it says nothing about unseen photos and would set every threshold too low. Such
+photos are found (knockoff/copies.py, among each photo's nearest references) and left out of
+calibration; the gallery records which (`excluded_copies`) so that evaluation leaves them
+out too.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ class IndexConfig:
     scorer: ScorerParams = field(default_factory=ScorerParams)
     batch_size: int = 32
     workers: int = 2
+    # leave out held-back photos that are copies of a reference (needs OpenCV: [train] extra)
+    drop_copies: bool = True
+    copy_candidates: int = 5  # nearest references checked per photo
 
 
 def labelled(records: list[ImageRecord], what: str) -> list[ImageRecord]:
@@ -150,8 +160,12 @@ def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
         _check_disjoint(gallery, photos + held_unmonitored)
         embeddings, kept, failures = embed_records(embedder, photos, config.batch_size, config.workers, "calibration")
         _report_failures("calibration", failures)
-        unmonitored_vectors, _, failures = embed_records(embedder, held_unmonitored, config.batch_size, config.workers, "unmonitored")
+        unmonitored_vectors, unmonitored_kept, failures = embed_records(embedder, held_unmonitored, config.batch_size,
+                                                                        config.workers, "unmonitored")
         _report_failures("unmonitored", failures)
+        if config.drop_copies:
+            embeddings, kept = _without_copies(gallery, embeddings, kept, config, "calibration")
+            unmonitored_vectors, _ = _without_copies(gallery, unmonitored_vectors, unmonitored_kept, config, "unmonitored")
         gallery.info.calibration = calibrate(gallery, embeddings, kept, config)
         gallery.info.open_world = fit_world(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
         if config.add_calibration_photos:
@@ -189,6 +203,48 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
     gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
     gallery.save(gallery_dir)
     return Added(gallery, len(kept), len(labelled_records) - len(fresh), len(records) - len(labelled_records), failures)
+
+
+def copies_of_references(gallery: Gallery, embeddings: np.ndarray, photos: list[ImageRecord],
+                         candidates: int = 5) -> list[str | None]:
+    """For each photo, the reference (portable path) it is a copy of, or None. Only its
+    `candidates` nearest references by embedding are checked: a copy embeds close to its
+    original (a 70-90% crop at cosine 0.6 or more, and nearest in practice)."""
+    from knockoff.copies import features, grey_thumbnail, verify
+    from knockoff.imaging import ImageLoadError, read_bytes
+
+    _, rows = gallery.search(embeddings, candidates)
+    reference_paths = gallery.references.column("path").to_pylist()
+    cache: dict[str, object] = {}
+
+    def features_of(path: str):
+        if path not in cache:
+            try:
+                cache[path] = features(grey_thumbnail(read_bytes(path)))
+            except (ImageLoadError, OSError, ValueError):
+                cache[path] = None
+        return cache[path]
+
+    found: list[str | None] = []
+    for photo, neighbours in zip(photos, rows):
+        mine, copy_of = features_of(photo.path), None
+        for row in neighbours[neighbours >= 0]:
+            theirs = features_of(str(Path(data_root(), reference_paths[row])))
+            if mine is not None and theirs is not None and verify(mine, theirs).copy:
+                copy_of = reference_paths[row]
+                break
+        found.append(copy_of)
+    return found
+
+
+def _without_copies(gallery: Gallery, embeddings: np.ndarray, photos: list[ImageRecord], config: IndexConfig,
+                    what: str) -> tuple[np.ndarray, list[ImageRecord]]:
+    copies = copies_of_references(gallery, embeddings, photos, config.copy_candidates)
+    keep = [i for i, copy_of in enumerate(copies) if copy_of is None]
+    dropped = [portable_path(photos[i].path, data_root()) for i, copy_of in enumerate(copies) if copy_of is not None]
+    gallery.info.excluded_copies = sorted({*gallery.info.excluded_copies, *dropped})
+    print(f"{what}: left out {len(dropped)} of {len(photos)} held-back photos that are copies of a reference")
+    return embeddings[keep], [photos[i] for i in keep]
 
 
 def _check_disjoint(gallery: Gallery, photos: list[ImageRecord]) -> None:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from knockoff.gallery import Gallery
@@ -19,15 +21,40 @@ def test_index_builds_saves_and_calibrates(tiny_onnx, tmp_path, sample_root):
     assert loaded.info.index_factory == "HNSW8,Flat"
     assert loaded.references.column("path").to_pylist()[0].startswith("sneakers/train/images/")
     calibration = loaded.info.calibration
-    assert calibration.count == 32 and calibration.source == "sneakers/valid"
+    # the sample's own augmented copies of train photos in valid are left out, and recorded
+    copies = loaded.info.excluded_copies
+    assert calibration.count == 32 - len(copies) and calibration.source == "sneakers/valid"
+    assert all(path.startswith("sneakers/valid/images/") for path in copies)
     assert 0.0 <= calibration.threshold and calibration.target_precision == 0.95
+
+
+def test_a_calibration_photo_that_copies_a_reference_is_left_out(tiny_onnx, tmp_path, sample_root):
+    pytest.importorskip("cv2")
+    from PIL import Image, ImageOps
+
+    references = sorted((SAMPLE / "sneakers" / "train" / "images").glob("*.jpg"))[:12]
+    held_back = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:12]
+    original = Image.open(references[0])
+    copy = tmp_path / "copy.jpg"
+    ImageOps.mirror(original.crop((50, 40, original.width - 30, original.height - 60))).save(copy, quality=70)
+    (tmp_path / "refs.csv").write_text("path,product,label\n" + "".join(f"{p},nike air force,{'fake' if i % 2 else 'genuine'}\n"
+                                                                      for i, p in enumerate(references)))
+    (tmp_path / "held.csv").write_text("path,product,label\n" + "".join(f"{p},nike air force,{'fake' if i % 2 else 'genuine'}\n"
+                                                                      for i, p in enumerate([*held_back, copy])))
+    config = IndexConfig(references=(str(tmp_path / "refs.csv"),), calibration=str(tmp_path / "held.csv"), copy_candidates=12)
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    assert str(copy) in gallery.info.excluded_copies
+    assert gallery.info.calibration.count == 13 - len(gallery.info.excluded_copies)
+    without = index(replace(config, drop_copies=False), tiny_onnx, tmp_path / "g2")
+    assert without.info.excluded_copies == [] and without.info.calibration.count == 13
 
 
 def test_calibration_photos_can_join_the_gallery_after_calibrating(tiny_onnx, tmp_path, sample_root):
     config = IndexConfig(references=("sneakers/train",), calibration="sneakers/valid", add_calibration_photos=True)
     gallery = index(config, tiny_onnx, tmp_path / "g")
-    assert gallery.info.count == 48 + 32 and gallery.info.sources == ["sneakers/train", "sneakers/valid"]
-    assert gallery.info.calibration.count == 32  # fit before they joined
+    kept = 32 - len(gallery.info.excluded_copies)  # copies of references stay out: they add nothing
+    assert gallery.info.count == 48 + kept and gallery.info.sources == ["sneakers/train", "sneakers/valid"]
+    assert gallery.info.calibration.count == kept  # fit before they joined
 
 
 def test_calibrating_on_references_is_refused(tiny_onnx, tmp_path, sample_root):
