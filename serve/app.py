@@ -16,7 +16,7 @@ from knockoff_serve.live import LiveScorer
 from knockoff_serve.queue import Viewer
 from knockoff_serve.settings import Settings
 from knockoff_serve.store import initialize
-from knockoff_serve.web import LoginRequired, api_viewer
+from knockoff_serve.web import LoginRequired, api_viewer, web_url
 
 TEMPLATES = Path(__file__).parent / "templates"
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
     # uploads decoded and scored at once, off the event loop (each up to the pixel ceiling)
     app.state.scoring_slots = asyncio.Semaphore(2)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
+    app.state.templates.env.filters["web_url"] = web_url
     app.include_router(pages.router)
     app.include_router(api.router)
 

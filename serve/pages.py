@@ -6,11 +6,16 @@ import json
 import sqlite3
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
+from knockoff_serve import sellers as seller_store
 from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session, login_wait,
                                  new_login_csrf, record_login_failure, start_session, valid_login_csrf)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
@@ -110,7 +115,32 @@ async def bulk_decide(request: Request, session: Session = Depends(page_session)
     except ValueError as refused:  # checked before anything is written
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(refused)) from None
     message = f"{len(decided)} decided as {form.get('decision')}" + (f", {len(skipped)} skipped (reviewed by someone else)" if skipped else "")
+    back = form.get("back")
+    if isinstance(back, str) and back.startswith("/sellers/") and safe_next(back) == back:
+        return RedirectResponse(f"{back}{'&' if '?' in back else '?'}message={quote(message)}", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"/queue?{_filter(request, form).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/sellers")
+def sellers_page(request: Request, run: OptionalItemId = None, page: Annotated[int, Query(ge=0, le=100_000)] = 0,
+                 session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    """Sellers ranked by risk, with what is pending and what analysts confirmed."""
+    return render(request, "sellers.html", session=session, sellers=seller_store.ranked(db, session.viewer, run, page),
+                  runs=db.execute("SELECT id, name FROM runs ORDER BY id").fetchall(), run=run, page=page,
+                  per_page=seller_store.SELLERS_PER_PAGE)
+
+
+@router.get("/sellers/{seller_id}")
+def seller_page(request: Request, seller_id: Annotated[str, PathParameter(min_length=1, max_length=200)],
+                run: OptionalItemId = None, message: str | None = None, session: Session = Depends(page_session),
+                db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    """One seller: its risk and every listing with its photos; bulk decisions on them."""
+    risk, listings = seller_store.seller(db, session.viewer, seller_id, run)
+    if not risk and not listings:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such seller")
+    back = f"/sellers/{quote(seller_id, safe='')}" + (f"?run={run}" if run else "")
+    return render(request, "seller.html", session=session, seller_id=seller_id, risk=risk, listings=listings,
+                  message=message, back=back, users=_user_names(db))
 
 
 @router.get("/items/next")
@@ -162,6 +192,7 @@ def item_page(request: Request, item_id: ItemId, message: str | None = None, ses
         upcoming_evidence=_evidence(upcoming) if upcoming else {}, users=_user_names(db),
         run=db.execute("SELECT * FROM runs WHERE id = ?", (item["run_id"],)).fetchone(),
         history=decision_store.history(db, session.viewer, item_id=item_id, limit=20),
+        listing_photos=seller_store.listing_photos(db, session.viewer, item), reuse=seller_store.reuse(db, item),
     )
 
 

@@ -17,7 +17,10 @@ _ITEM_COLUMNS = (
     "run_id", "position", "listing_id", "path", "source", "score", "flagged", "threshold", "product",
     "product_similarity", "claimed_product", "product_mismatch", "brand", "label", "error",
     "model_version", "index_version", "evidence", "rank", "status", "status_reason", "matched_product",
+    "seller_id", "marketplace", "listing_url", "title", "price", "currency",
 )
+_SELLER_COLUMNS = ("seller_id", "risk", "listings", "judged_listings", "flagged_listings", "expected_fakes",
+                   "top_listing", "unsupported_listings")
 
 
 def results_files(paths: list[Path]) -> list[Path]:
@@ -65,7 +68,24 @@ def import_results(connection: sqlite3.Connection, path: Path) -> tuple[int, boo
             f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})",
             (_item_values(run_id, position, row) for position, row in enumerate(rows)),
         )
+        connection.executemany(
+            f"INSERT INTO sellers (run_id, {', '.join(_SELLER_COLUMNS)}) VALUES (?, {', '.join('?' * len(_SELLER_COLUMNS))})",
+            ((run_id, *(seller[c] for c in _SELLER_COLUMNS)) for seller in _sellers(path)),
+        )
     return run_id, True
+
+
+def _sellers(path: Path) -> list[dict]:
+    """The run's sellers with their risk (Parquet results naming sellers; else none)."""
+    if path.suffix not in (".parquet", ".pq") or "seller_id" not in pq.read_schema(path).names:
+        return []
+    import tempfile
+
+    from knockoff.listings import write_sellers
+
+    with tempfile.TemporaryDirectory(prefix="knockoff-import-") as scratch:
+        sellers = write_sellers(path, Path(scratch) / "sellers.parquet").to_pylist()
+    return [s for s in sellers if s["seller_id"] is not None]
 
 
 def _item_values(run_id: int, position: int, row: dict) -> tuple:

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS items (
     status TEXT,                  -- screening status: scored | no_match | unsupported | error
     status_reason TEXT,
     matched_product TEXT,
+    seller_id TEXT,               -- the listing's fields, from the manifest
+    marketplace TEXT,
+    listing_url TEXT,
+    title TEXT,
+    price REAL,
+    currency TEXT,
     rank REAL NOT NULL,           -- queue order: flagged first, then by score; failed rows last
     decision TEXT CHECK (decision IN ('counterfeit', 'genuine', 'unsure')),
     decided_by INTEGER REFERENCES users(id),
@@ -85,6 +91,23 @@ CREATE INDEX IF NOT EXISTS items_by_brand ON items (brand, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_decision ON items (decision, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_run ON items (run_id, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_status ON items (status, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_seller ON items (seller_id, rank DESC, id);
+CREATE INDEX IF NOT EXISTS items_by_listing ON items (run_id, listing_id);
+CREATE INDEX IF NOT EXISTS items_by_path ON items (path);
+-- Per run, each seller's risk as `knockoff sellers` computes it (knockoff/listings/sellers.py)
+CREATE TABLE IF NOT EXISTS sellers (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seller_id TEXT NOT NULL,
+    risk REAL NOT NULL,
+    listings INTEGER NOT NULL,
+    judged_listings INTEGER NOT NULL,
+    flagged_listings INTEGER NOT NULL,
+    expected_fakes REAL NOT NULL,
+    top_listing TEXT,
+    unsupported_listings INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seller_id)
+);
+CREATE INDEX IF NOT EXISTS sellers_by_risk ON sellers (risk DESC);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
     item_id INTEGER NOT NULL REFERENCES items(id),
@@ -122,7 +145,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 # Columns added after a store may have been created: (table, column, type).
-_ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"), ("items", "matched_product", "TEXT"))
+_ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"), ("items", "matched_product", "TEXT"),
+                  ("items", "seller_id", "TEXT"), ("items", "marketplace", "TEXT"), ("items", "listing_url", "TEXT"),
+                  ("items", "title", "TEXT"), ("items", "price", "REAL"), ("items", "currency", "TEXT"))
 
 
 def initialize(path: Path) -> None:

@@ -73,6 +73,15 @@ def api_viewer(request: Request, db: sqlite3.Connection = Depends(database)) -> 
     return session.viewer
 
 
+def web_url(url: str | None) -> str | None:
+    """A listing's page as a link only if it is http(s): a manifest's `javascript:` or `data:`
+    URL must never become a link an analyst clicks."""
+    if not url:
+        return None
+    scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
+    return url if scheme in ("http", "https") else None
+
+
 def safe_next(target: str | None) -> str:
     """Only same-site relative targets after login (no open redirects)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:

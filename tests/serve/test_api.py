@@ -12,6 +12,7 @@ PROTECTED = [
     ("POST", "/api/items/1/decision"), ("POST", "/api/undo"), ("POST", "/api/decisions/bulk"), ("POST", "/api/items/1/lease"),
     ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/api/docs/assets/swagger-ui.css"), ("GET", "/"),
     ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/items/1/reference"), ("POST", "/api/score"),
+    ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/sellers/some-seller"),
 ]
 
 
@@ -43,7 +44,7 @@ def test_every_route_is_covered_by_the_anonymous_check(app):
     for path in paths:
         if path in public:
             continue
-        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css")
+        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css").replace("{seller_id}", "some-seller")
         assert concrete in listed, f"route {path} is not in the anonymous-access test"
 
 

@@ -1,0 +1,92 @@
+"""Sellers in the review service: ranked by risk, each with its listings, and a photo's reuse.
+
+Risk comes from `knockoff sellers` at import (knockoff/listings/sellers.py); what analysts
+have decided since is counted live. Analysts see pending items and their own decisions,
+admins everything (the queue's rule).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from knockoff_serve.auth import Viewer
+
+SELLERS_PER_PAGE = 100
+
+
+def _visible(viewer: Viewer, alias: str = "i") -> tuple[str, dict]:
+    if viewer.is_admin:
+        return "1", {}
+    return f"({alias}.decided_by IS NULL OR {alias}.decided_by = :me)", {"me": viewer.id}
+
+
+def ranked(connection: sqlite3.Connection, viewer: Viewer, run: int | None, page: int) -> list[sqlite3.Row]:
+    """Sellers by risk (highest first), with their pending photos and confirmed fakes."""
+    visible, values = _visible(viewer)
+    return connection.execute(
+        f"""SELECT s.*, r.name AS run_name,
+               (SELECT COUNT(*) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
+                   AND i.decision IS NULL AND i.error IS NULL) AS pending,
+               (SELECT COUNT(DISTINCT i.listing_id) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
+                   AND i.decision = 'counterfeit' AND {visible}) AS confirmed_fakes
+            FROM sellers s JOIN runs r ON r.id = s.run_id
+            WHERE (:run IS NULL OR s.run_id = :run)
+            ORDER BY s.risk DESC, s.seller_id LIMIT :limit OFFSET :offset""",
+        {**values, "run": run, "limit": SELLERS_PER_PAGE, "offset": page * SELLERS_PER_PAGE},
+    ).fetchall()
+
+
+@dataclass
+class Listing:
+    listing_id: str
+    title: str | None
+    listing_url: str | None
+    photos: list[sqlite3.Row]
+
+    @property
+    def pending(self) -> list[sqlite3.Row]:
+        return [p for p in self.photos if p["decision"] is None and p["error"] is None]
+
+    @property
+    def top_score(self) -> float | None:
+        scores = [p["score"] for p in self.photos if p["score"] is not None]
+        return max(scores) if scores else None
+
+
+def seller(connection: sqlite3.Connection, viewer: Viewer, seller_id: str, run: int | None) -> tuple[list[sqlite3.Row], list[Listing]]:
+    """(its risk rows, one per run; its listings, most suspicious first) as this viewer sees them."""
+    risk = connection.execute(
+        "SELECT s.*, r.name AS run_name FROM sellers s JOIN runs r ON r.id = s.run_id "
+        "WHERE s.seller_id = :seller AND (:run IS NULL OR s.run_id = :run) ORDER BY s.run_id DESC",
+        {"seller": seller_id, "run": run}).fetchall()
+    visible, values = _visible(viewer)
+    photos = connection.execute(
+        f"SELECT * FROM items i WHERE i.seller_id = :seller AND (:run IS NULL OR i.run_id = :run) AND {visible} "
+        "ORDER BY i.listing_id, i.rank DESC, i.id", {**values, "seller": seller_id, "run": run}).fetchall()
+    listings: dict[str, Listing] = {}
+    for photo in photos:
+        key = photo["listing_id"] or photo["path"]
+        listings.setdefault(key, Listing(key, photo["title"], photo["listing_url"], [])).photos.append(photo)
+    ordered = sorted(listings.values(), key=lambda listing: -(listing.top_score if listing.top_score is not None else -1))
+    return risk, ordered
+
+
+def listing_photos(connection: sqlite3.Connection, viewer: Viewer, item: sqlite3.Row) -> list[sqlite3.Row]:
+    """The other photos of the item's listing (same run), as this viewer sees them."""
+    if item["listing_id"] is None:
+        return []
+    visible, values = _visible(viewer)
+    return connection.execute(
+        f"SELECT * FROM items i WHERE i.run_id = :run AND i.listing_id = :listing AND i.id != :id AND {visible} ORDER BY i.position",
+        {**values, "run": item["run_id"], "listing": item["listing_id"], "id": item["id"]}).fetchall()
+
+
+def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:
+    """(listings, sellers) other than this listing that show the very same photo file or URL:
+    sellers copy each other's image links as well as the images."""
+    row = connection.execute(
+        "SELECT COUNT(DISTINCT run_id || ':' || COALESCE(listing_id, id)) AS listings, COUNT(DISTINCT seller_id) AS sellers "
+        "FROM items WHERE path = :path AND NOT (run_id = :run AND COALESCE(listing_id, '') = COALESCE(:listing, ''))",
+        {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"]}).fetchone()
+    return int(row["listings"]), int(row["sellers"])
