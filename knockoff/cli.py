@@ -138,6 +138,28 @@ def sellers(
 
 
 @app.command()
+def evidence(
+    results: Annotated[Path, typer.Argument(help="Parquet results file written by `knockoff screen`.")],
+    seller: Annotated[str, typer.Option(help="The seller whose flagged and confirmed listings the pack documents.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pack (HTML, PDF, takedown CSV).")] = Path("evidence"),
+    store: Annotated[Optional[Path], typer.Option(help="The review service's store (knockoff.db): analysts' decisions, names and notes.")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also print the pack to PDF with headless Chromium.")] = True,
+) -> None:
+    """Write a seller's evidence pack: each flagged or confirmed listing with its url, photos
+    beside the nearest genuine references and known fakes, score, threshold, status, reused
+    photos and the analyst's decision, with model and gallery versions; as self-contained
+    HTML, a PDF of it, and a CSV of listing ids and urls for a takedown form."""
+    from knockoff.data import data_root
+    from knockoff.listings.evidence import write_evidence
+
+    try:
+        pack = write_evidence(results, seller, out, store, data_root(), pdf=pdf)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        _fail(error)
+    typer.echo(f"{pack.listings} listings -> {pack.html}, {pack.csv}" + (f", {pack.pdf}" if pack.pdf else ""))
+
+
+@app.command()
 def review(
     results: Annotated[list[Path], typer.Argument(help="Results files from `knockoff screen`, or folders of them.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -143,6 +143,33 @@ def seller_page(request: Request, seller_id: Annotated[str, PathParameter(min_le
                   message=message, back=back, users=_user_names(db))
 
 
+@router.get("/sellers/{seller_id}/evidence")
+def seller_evidence(request: Request, seller_id: Annotated[str, PathParameter(min_length=1, max_length=200)],
+                    run: Annotated[int, Query(ge=1, le=2**63 - 1)], session: Session = Depends(page_session),
+                    db: sqlite3.Connection = Depends(database)) -> Response:
+    """The seller's evidence pack for one screening run, as one self-contained HTML file
+    (`knockoff evidence` also prints it to PDF and writes the takedown CSV)."""
+    import tempfile
+
+    from knockoff.listings.evidence import write_evidence
+
+    if not session.viewer.is_admin:  # the pack names every analyst's decisions
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "evidence packs are for admins")
+    found = db.execute("SELECT path FROM runs WHERE id = ?", (run,)).fetchone()
+    if found is None or not Path(found["path"]).is_file() or Path(found["path"]).suffix not in (".parquet", ".pq"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no Parquet results file for that run")
+    settings = settings_of(request)
+    with tempfile.TemporaryDirectory(prefix="knockoff-evidence-") as scratch:
+        try:
+            pack = write_evidence(Path(found["path"]), seller_id, Path(scratch), settings.database, settings.data_root, pdf=False)
+        except ValueError as missing:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
+        body = pack.html.read_bytes()
+    name = pack.html.name.replace('"', "")
+    return Response(body, media_type="text/html; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
 @router.get("/items/next")
 def next_item(request: Request, after: OptionalItemId = None, session: Session = Depends(page_session),
               db: sqlite3.Connection = Depends(database)) -> Response:

@@ -12,7 +12,7 @@ PROTECTED = [
     ("POST", "/api/items/1/decision"), ("POST", "/api/undo"), ("POST", "/api/decisions/bulk"), ("POST", "/api/items/1/lease"),
     ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/api/docs/assets/swagger-ui.css"), ("GET", "/"),
     ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/items/1/reference"), ("POST", "/api/score"),
-    ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/sellers/some-seller"),
+    ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/sellers/some-seller"), ("GET", "/sellers/some-seller/evidence"),
 ]
 
 

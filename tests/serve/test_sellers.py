@@ -62,3 +62,16 @@ def test_the_item_page_shows_the_seller_the_listings_other_photos_and_where_the_
     assert len(re.findall(r'id="listing-photos".*?</div>', page, re.S)[0].split("<img")) == 2  # one sibling photo
     # the same photo file is in the conftest run's listings and in another listing of this run
     assert re.search(r"this photo also appears in \d+ listings? of \d+ sellers?", page)
+
+
+def test_admins_download_a_sellers_evidence_pack_and_analysts_may_not(sellers_app, database):
+    run = database.execute("SELECT run_id FROM sellers WHERE seller_id = 'fake-shop'").fetchone()[0]
+    root, _ = login(sellers_app, "root")
+    assert 'id="evidence-' in root.get("/sellers/fake-shop").text
+    pack = root.get(f"/sellers/fake-shop/evidence?run={run}")
+    assert pack.status_code == 200 and "attachment" in pack.headers["content-disposition"]
+    assert "Evidence pack: seller fake-shop" in pack.text and "data:image/jpeg;base64," in pack.text
+    assert root.get(f"/sellers/nobody/evidence?run={run}").status_code == 404
+    assert root.get("/sellers/fake-shop/evidence?run=abc").status_code == 422
+    ana, _ = login(sellers_app, "ana")
+    assert ana.get(f"/sellers/fake-shop/evidence?run={run}").status_code == 403

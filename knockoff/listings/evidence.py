@@ -1,0 +1,225 @@
+"""Evidence packs: what a takedown notice, a habitual-seller report or a customs record needs.
+
+For one seller, every listing that is flagged or that an analyst confirmed counterfeit: its
+identifiers and url, its photos beside the nearest genuine references and known fakes with
+their similarities, the score, threshold and status, where the same photo recurs in other
+listings, the analyst's decision (who, when, the note), and the model and gallery versions.
+Written as one self-contained HTML file (photos inlined), a PDF of it printed by headless
+Chromium, and a CSV of listing ids and urls for a marketplace's takedown form.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image, ImageOps
+
+from knockoff.listings.verdicts import listing_verdicts
+
+THUMBNAIL_PX = 240
+TAKEDOWN_COLUMNS = ("listing_id", "listing_url", "marketplace", "title", "price", "currency", "score", "flagged", "decision")
+
+
+@dataclass(frozen=True)
+class EvidencePack:
+    html: Path
+    csv: Path
+    pdf: Path | None
+    listings: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    analyst: str
+    decided_at: str
+    note: str | None
+
+
+def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None = None, data_root: Path = Path("."),
+                   pdf: bool = True) -> EvidencePack:
+    """The seller's evidence pack under `out_dir` (evidence-SELLER.html/.pdf/-takedown.csv)."""
+    photos = pq.read_table(results, filters=[("seller_id", "=", seller)])
+    if photos.num_rows == 0:
+        raise ValueError(f"no listings of seller {seller!r} in {results}")
+    decisions = _decisions(store, photos) if store else {}
+    verdicts = listing_verdicts(photos).to_pylist()
+    confirmed = {listing for (listing, _), d in decisions.items() if d.decision == "counterfeit"}
+    chosen = sorted((v for v in verdicts if v["flagged"] or v["listing_id"] in confirmed),
+                    key=lambda v: -(v["score"] if v["score"] is not None else -1))
+    rows = photos.to_pylist()
+    reuse = _reuse(results, {r["path"] for r in rows if r["listing_id"] in {v["listing_id"] for v in chosen}}, seller)
+    metadata = {k.decode(): v.decode() for k, v in (pq.read_schema(results).metadata or {}).items() if k.startswith(b"knockoff.")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "evidence-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in seller)
+    html_path, csv_path = out_dir / f"{stem}.html", out_dir / f"{stem}-takedown.csv"
+    html_path.write_text(render(seller, chosen, rows, decisions, reuse, metadata, data_root, len(verdicts)), encoding="utf-8")
+    write_takedown_csv(csv_path, chosen, decisions)
+    pdf_path = print_pdf(html_path, out_dir / f"{stem}.pdf") if pdf else None
+    return EvidencePack(html_path, csv_path, pdf_path, len(chosen))
+
+
+def _decisions(store: Path, photos: pa.Table) -> dict[tuple[str, str], Decision]:
+    """(listing_id, path) -> the analyst's decision in force, with the note they gave."""
+    listings = sorted({x for x in photos.column("listing_id").to_pylist() if x})
+    found: dict[tuple[str, str], Decision] = {}
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
+        for start in range(0, len(listings), 500):
+            chunk = listings[start:start + 500]
+            rows = connection.execute(
+                f"""SELECT i.listing_id, i.path, i.decision, i.decided_at, u.name,
+                       (SELECT d.note FROM decisions d WHERE d.item_id = i.id AND d.action = 'decide' ORDER BY d.id DESC LIMIT 1)
+                    FROM items i JOIN users u ON u.id = i.decided_by
+                    WHERE i.decision IS NOT NULL AND i.listing_id IN ({','.join('?' * len(chunk))})""", chunk).fetchall()
+            for listing, path, decision, decided_at, name, note in rows:
+                found[(listing, path)] = Decision(decision, name, decided_at, note)
+    return found
+
+
+def _reuse(results: Path, paths: set[str], seller: str) -> dict[str, tuple[int, int]]:
+    """path -> (other listings, other sellers) showing the same photo, in one streamed pass."""
+    listings: dict[str, set] = {p: set() for p in paths}
+    sellers: dict[str, set] = {p: set() for p in paths}
+    wanted = pa.array(sorted(paths), pa.string())
+    for batch in pq.ParquetFile(results).iter_batches(columns=["path", "listing_id", "seller_id"], batch_size=65_536):
+        hits = batch.filter(pc.is_in(batch.column(0), value_set=wanted))
+        for path, listing, other in zip(*(hits.column(i).to_pylist() for i in range(3))):
+            listings[path].add(listing)
+            if other != seller:
+                sellers[path].add(other)
+    return {p: (len(listings[p]) - 1, len(sellers[p])) for p in paths}
+
+
+def write_takedown_csv(path: Path, chosen: list[dict], decisions: dict[tuple[str, str], Decision]) -> None:
+    by_listing = {listing: d.decision for (listing, _), d in decisions.items()}
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(TAKEDOWN_COLUMNS)
+        for listing in chosen:
+            values = {**listing, "decision": by_listing.get(listing["listing_id"], "")}
+            writer.writerow([_cell(values.get(name)) for name in TAKEDOWN_COLUMNS])
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not execute: text starting with = + - @ (or a tab or
+    carriage return) is prefixed with an apostrophe (OWASP's advice on CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def render(seller: str, chosen: list[dict], rows: list[dict], decisions: dict[tuple[str, str], Decision],
+           reuse: dict[str, tuple[int, int]], metadata: dict[str, str], data_root: Path, listing_count: int) -> str:
+    e = html.escape
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sections = [_listing_section(v, [r for r in rows if (r["listing_id"] or r["path"]) == v["listing_id"]], decisions,
+                                 reuse, data_root) for v in chosen]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Evidence pack: seller {e(seller)}</title>
+<style>
+body {{ font: 13px/1.45 system-ui, sans-serif; color: #1d2733; margin: 24px; }}
+h1 {{ font-size: 20px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 0 0 6px; }}
+.meta, .muted {{ color: #5b6b7c; }} .listing {{ border: 1px solid #d6dde5; border-radius: 8px; padding: 12px; margin: 14px 0; page-break-inside: avoid; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px 2px 0; text-align: left; vertical-align: top; }}
+.photos {{ display: flex; flex-wrap: wrap; gap: 10px; margin-top: 8px; }} figure {{ margin: 0; width: 170px; }}
+figure img {{ width: 170px; height: 170px; object-fit: cover; border-radius: 6px; border: 3px solid #ccd; }}
+figure.fake img {{ border-color: #c0392b; }} figure.genuine img {{ border-color: #27ae60; }} figure.listing img {{ border-color: #2c3e50; }}
+figcaption {{ font-size: 11px; color: #5b6b7c; word-break: break-all; }} .flag {{ color: #c0392b; font-weight: 600; }}
+</style></head><body>
+<h1>Evidence pack: seller {e(seller)}</h1>
+<div class="meta">Generated {e(generated)} by Knockoff · model {e(metadata.get('knockoff.model_version', '?'))} ·
+gallery {e(metadata.get('knockoff.index_version', '?'))} · {len(chosen)} of {listing_count} listings flagged or confirmed counterfeit</div>
+<p class="muted">Each listing: its photos (dark border) beside the nearest genuine references (green) and known fakes (red) of
+the product it was judged against, with cosine similarity. The score is the calibrated probability of a counterfeit; the
+threshold is that product's flag threshold.</p>
+{''.join(sections) or '<p>No listing of this seller is flagged or confirmed counterfeit.</p>'}
+</body></html>
+"""
+
+
+def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[str, str], Decision],
+                     reuse: dict[str, tuple[int, int]], data_root: Path) -> str:
+    e = html.escape
+    facts = [("Listing", listing["listing_id"]), ("URL", listing.get("listing_url")), ("Marketplace", listing.get("marketplace")),
+             ("Title", listing.get("title")),
+             ("Price", f"{listing['price']:.2f} {listing.get('currency') or ''}" if listing.get("price") is not None else None),
+             ("Status", listing["status"]),
+             ("Score", f"{listing['score']:.3f} (threshold {listing['threshold']:.3f})" if listing.get("score") is not None else None),
+             ("Product", listing.get("product"))]
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts if v)
+    figures, notes = [], []
+    for photo in photos:
+        decision = decisions.get((photo["listing_id"], photo["path"]))
+        if decision:
+            notes.append(f"<div>Analyst decision: <b>{e(decision.decision)}</b> by {e(decision.analyst)} at {e(decision.decided_at or '')}"
+                         + (f" — “{e(decision.note)}”" if decision.note else "") + "</div>")
+        others, sellers = reuse.get(photo["path"], (0, 0))
+        if others:
+            notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} also appears in {others} other listing(s) "
+                         f"of {sellers} other seller(s).</div>")
+        score = f"{photo['score']:.3f}" if photo.get("score") is not None else photo["status"]
+        figures.append(_figure(photo["path"], f"listing photo · {score}", "listing", Path(".")))
+        for group, kind in (("nearest_genuine", "genuine"), ("nearest_fake", "fake")):
+            for reference in (photo.get(group) or [])[:2]:
+                figures.append(_figure(reference["path"], f"{kind} reference · {reference['similarity']:.3f}", kind, data_root))
+    flag = "<span class='flag'>flagged</span>" if listing["flagged"] else ""
+    return (f"<section class='listing'><h2>{e(listing['listing_id'])} {flag}</h2><table>{rows}</table>"
+            f"{''.join(dict.fromkeys(notes))}<div class='photos'>{''.join(figures)}</div></section>")
+
+
+def _figure(path: str, caption: str, kind: str, root: Path) -> str:
+    source = Path(path) if Path(path).is_absolute() else root / path
+    return (f"<figure class='{kind}'><img src='{_data_uri(source)}' alt=''><figcaption>{html.escape(caption)}<br>"
+            f"{html.escape(Path(path).name)}</figcaption></figure>")
+
+
+def _data_uri(path: Path) -> str:
+    """The photo inlined as a JPEG thumbnail, so the file stands alone; a grey box if unreadable."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
+            thumb = ImageOps.exif_transpose(image).convert("RGB")
+            thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            buffer = io.BytesIO()
+            thumb.save(buffer, "JPEG", quality=80)
+    except (OSError, ValueError):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (200, 200, 200)).save(buffer, "JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def print_pdf(html_path: Path, pdf_path: Path) -> Path:
+    """The HTML printed to PDF by headless Chromium (Playwright; Debian's chromium or
+    KNOCKOFF_CHROMIUM). Raises RuntimeError when no browser can be started."""
+    import os
+    import shutil
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as missing:
+        raise RuntimeError("PDF needs Playwright (pip install playwright) and Chromium; the HTML is written") from missing
+    chromium = os.environ.get("KNOCKOFF_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium if Path(chromium).exists() else None,
+                                             args=["--no-sandbox", "--disable-gpu", "--no-first-run"], headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(html_path.resolve().as_uri())
+            page.pdf(path=str(pdf_path), format="A4", print_background=True,
+                     margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"})
+        finally:
+            browser.close()
+    return pdf_path

@@ -1,0 +1,89 @@
+import csv
+import os
+import shutil
+import sqlite3
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from knockoff.cli import app
+from knockoff.results import RESULT_SCHEMA
+from tests.helpers import SAMPLE
+
+PHOTOS = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))
+REFERENCES = sorted((SAMPLE / "sneakers" / "train" / "images").glob("*.jpg"))
+CHROMIUM = os.environ.get("KNOCKOFF_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+
+
+def reference(j: int, kind: str) -> dict:
+    return {"row": j, "similarity": 0.9 - 0.01 * j, "path": str(REFERENCES[j].relative_to(SAMPLE)), "listing_id": f"R{j}",
+            "product": "nike air force", "authenticity": kind, "source": "ref"}
+
+
+def rows() -> list[dict]:
+    made = []
+    for i in range(8):
+        row = dict.fromkeys(RESULT_SCHEMA.names)
+        seller = "shop-1" if i < 6 else "shop-2"
+        score = 0.92 if i in (0, 1, 4) else 0.1
+        row.update(listing_id=f"{seller}-L{i // 2}", seller_id=seller, path=str(PHOTOS[i % 6]), status="scored",
+                   score=score, flagged=score > 0.5, threshold=0.55, product="nike air force", marketplace="shopx",
+                   listing_url=f"https://shopx.example/item/{i // 2}", title="=HYPERLINK(\"http://evil\")" if i == 0 else "AF1 low",
+                   price=79.0, currency="EUR", model_version="m1", index_version="g1",
+                   nearest_genuine=[reference(0, "genuine"), reference(2, "genuine")], nearest_fake=[reference(1, "fake")])
+        made.append(row)
+    return made
+
+
+@pytest.fixture
+def results(tmp_path):
+    path = tmp_path / "results.parquet"
+    table = pa.Table.from_pylist(rows(), schema=RESULT_SCHEMA)
+    pq.write_table(table.replace_schema_metadata({b"knockoff.model_version": b"m1", b"knockoff.index_version": b"g1"}), path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    from knockoff_serve.store import initialize
+
+    path = tmp_path / "knockoff.db"
+    initialize(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO users (id, name, role, password_hash) VALUES (7, 'ana', 'analyst', 'x')")
+        connection.execute("INSERT INTO runs (id, name, path, fingerprint, rows) VALUES (1, 'r', 'r', 'f', 8)")
+        connection.execute("INSERT INTO items (id, run_id, position, listing_id, path, rank, decision, decided_by, decided_at) "
+                           "VALUES (1, 1, 2, 'shop-1-L1', ?, 0, 'counterfeit', 7, '2026-11-24T06:00:00Z')", (str(PHOTOS[2]),))
+        connection.execute("INSERT INTO decisions (item_id, user_id, action, decision, note) VALUES (1, 7, 'decide', 'counterfeit', 'stitching off')")
+    return path
+
+
+def test_the_pack_holds_flagged_and_confirmed_listings_with_evidence_and_a_safe_takedown_csv(results, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    outcome = CliRunner().invoke(app, ["evidence", str(results), "--seller", "shop-1", "--out", str(tmp_path / "pack"),
+                                       "--store", str(store), "--no-pdf"])
+    assert outcome.exit_code == 0, outcome.output
+    page = (tmp_path / "pack" / "evidence-shop-1.html").read_text()
+    assert "shop-1-L0" in page and "shop-1-L2" in page  # flagged
+    assert "shop-1-L1" in page and "by ana" in page and "stitching off" in page  # confirmed by an analyst
+    assert "shop-2" not in page.replace("shop-2-", "")  # another seller's listings stay out
+    assert page.count("data:image/jpeg;base64,") >= 3 * 4 and "src='http" not in page  # self-contained
+    assert "model m1" in page and "gallery g1" in page and "threshold 0.550" in page
+    assert "also appears in 1 other listing(s) of 1 other seller(s)" in page  # PHOTOS[0] is shop-2's too
+    lines = list(csv.reader((tmp_path / "pack" / "evidence-shop-1-takedown.csv").open()))
+    assert lines[0][:2] == ["listing_id", "listing_url"] and {line[0] for line in lines[1:]} == {"shop-1-L0", "shop-1-L1", "shop-1-L2"}
+    assert all(not cell.startswith("=") for line in lines for cell in line)  # no spreadsheet formula survives
+    assert CliRunner().invoke(app, ["evidence", str(results), "--seller", "nobody", "--no-pdf"]).exit_code == 1
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/run installs it)")
+def test_the_pack_prints_to_pdf_in_headless_chromium(results, tmp_path, monkeypatch):
+    pytest.importorskip("playwright")
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    from knockoff.listings.evidence import write_evidence
+
+    pack = write_evidence(results, "shop-1", tmp_path / "pack", None, SAMPLE, pdf=True)
+    data = pack.pdf.read_bytes()
+    assert data.startswith(b"%PDF") and data.count(b"/Type /Page") >= 1 and len(data) > 20_000
