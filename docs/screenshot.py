@@ -1,5 +1,6 @@
-"""Regenerate docs/item-page.png and docs/queue-page.png: the review service on the bundled
-sample, screened with the shipped model, in headless Chromium.
+"""Regenerate docs/item-page.png, docs/queue-page.png, docs/sellers-page.png and
+docs/evidence-pack.png: the review service on the bundled sample (its listings.csv names
+sellers), screened with the shipped model, in headless Chromium.
 
     python docs/screenshot.py   (from the repository root, after `make test`)
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from knockoff.data import data_root
+from knockoff.listings.evidence import write_evidence
 from knockoff.screen import screen
 from knockoff_serve.app import create_app
 from knockoff_serve.auth import add_user
@@ -33,7 +35,7 @@ def main() -> None:
     initialize(settings.database)
     with closing(connect(settings.database)) as connection:
         import_results(connection, results)
-        add_user(connection, "alice", "analyst", "screenshot-password")
+        add_user(connection, "alice", "admin", "screenshot-password")
     with BackgroundServer(create_app(settings)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
@@ -48,9 +50,16 @@ def main() -> None:
         page.click("#start")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/item-page.png", full_page=False)
+        page.goto(f"{url}/sellers")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/sellers-page.png", full_page=False)
+        pack = write_evidence(results, "sole-outlet", work / "pack", settings.database, data_root(), pdf=False)
+        page.goto(pack.html.as_uri())
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/evidence-pack.png", full_page=False)
         browser.close()
     shutil.rmtree(work)
-    print("wrote docs/item-page.png and docs/queue-page.png")
+    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png and docs/evidence-pack.png")
 
 
 if __name__ == "__main__":
