@@ -29,18 +29,19 @@ def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: t
 
 
 def write_crawl(manifest: Path, rows: int) -> Path:
-    """A manifest (.csv or .parquet) of `rows` listings cycling over the sample's photos and
-    its one corrupt upload, each row its own listing id."""
+    """A manifest (.csv or .parquet) of `rows` photos cycling over the sample's photos and
+    its one corrupt upload, two photos per listing id and ten listings per seller."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
     photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
-    table = pa.table({"listing_id": [f"L{i}" for i in range(rows)], "path": [photos[i % len(photos)] for i in range(rows)]})
+    table = pa.table({"listing_id": [f"L{i // 2}" for i in range(rows)], "seller_id": [f"S{i // 20}" for i in range(rows)],
+                      "path": [photos[i % len(photos)] for i in range(rows)]})
     if manifest.suffix == ".parquet":
         pq.write_table(table, manifest)
     else:
-        manifest.write_text("listing_id,path\n" + "".join(f"{i},{p}\n" for i, p in zip(*table.to_pydict().values())))
+        manifest.write_text("listing_id,seller_id,path\n" + "".join(f"{i},{s},{p}\n" for i, s, p in zip(*table.to_pydict().values())))
     return manifest
 
 

@@ -35,6 +35,16 @@ def test_ray_engine_gives_the_local_engines_rows(local_cluster, tiny_onnx, tiny_
     np.testing.assert_allclose(score, expected, atol=1e-5)
     nearest = [[n["path"] for n in row or []] for row in ours.column("nearest_fake").to_pylist()]
     assert nearest == [[n["path"] for n in row or []] for row in theirs.column("nearest_fake").to_pylist()]
+    # the listing fields travel through Ray, and the sellers made of its output are the local ones
+    from knockoff.listings import write_sellers
+
+    assert ours.column("seller_id").to_pylist() == theirs.column("seller_id").to_pylist()
+    ray_sellers = write_sellers(tmp_path / "ray.parquet", tmp_path / "ray-sellers.parquet").sort_by("seller_id")
+    local_sellers = write_sellers(tmp_path / "local.parquet", tmp_path / "local-sellers.parquet").sort_by("seller_id")
+    assert ray_sellers.num_rows == 15
+    for column in ("seller_id", "listings", "judged_listings", "flagged_listings", "top_listing"):
+        assert ray_sellers.column(column).to_pylist() == local_sellers.column(column).to_pylist(), column
+    np.testing.assert_allclose(ray_sellers.column("risk").to_numpy(), local_sellers.column("risk").to_numpy(), atol=1e-5)
 
 
 def test_ray_engine_resumes_an_interrupted_run(local_cluster, tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
