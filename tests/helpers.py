@@ -30,13 +30,13 @@ def write_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: t
 
 def write_crawl(manifest: Path, rows: int) -> Path:
     """A manifest (.csv or .parquet) of `rows` photos cycling over the sample's photos and
-    its one corrupt upload, two photos per listing id and ten listings per seller."""
+    its one corrupt upload, each row its own listing, twenty listings per seller."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     photos = sorted(str(p) for p in (SAMPLE / "sneakers").glob("*/images/*.jpg"))
     photos.append(str(SAMPLE / "uploads" / "truncated-upload.jpg"))
-    table = pa.table({"listing_id": [f"L{i // 2}" for i in range(rows)], "seller_id": [f"S{i // 20}" for i in range(rows)],
+    table = pa.table({"listing_id": [f"L{i}" for i in range(rows)], "seller_id": [f"S{i // 20}" for i in range(rows)],
                       "path": [photos[i % len(photos)] for i in range(rows)]})
     if manifest.suffix == ".parquet":
         pq.write_table(table, manifest)
