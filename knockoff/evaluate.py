@@ -216,9 +216,23 @@ def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: Eval
         held = [r for r in held if portable_path(r.path, data_root()) not in copies]
         held_back, _, _ = embed_records(embedder, held, config.batch_size, config.workers, "unmonitored held back")
     index_config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=world.params)
-    report = open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config)
+    copies = _copies_of_references(gallery, [p for p in parts if p.held_back])
+    report = open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config, copies=copies)
     report["excluded_copies"] = excluded
     return report
+
+
+def _copies_of_references(gallery: Gallery, parts: list) -> frozenset[str]:
+    """Paths of the crawl's held-back photos that are copies of a reference (knockoff/copies.py;
+    needs OpenCV, in the [train] extra that the pipeline runs with)."""
+    from knockoff.indexing import copies_of_references
+
+    found = set()
+    for part in parts:
+        for record, copy_of in zip(part.records, copies_of_references(gallery, part.vectors, part.records)):
+            if copy_of is not None:
+                found.add(record.path)
+    return frozenset(found)
 
 
 def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path,

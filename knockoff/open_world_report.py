@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, fit_world
+from knockoff.indexing import IndexConfig, fit_world, product_descriptions
 from knockoff.matching import MatchBatch, match
 from knockoff.metrics import roc_auc
 from knockoff.records import FAKE, ImageRecord
@@ -42,7 +42,10 @@ class CrawlPart:
 
 
 def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held_back: np.ndarray,
-                      config: IndexConfig, seed: int = 0) -> dict:
+                      config: IndexConfig, seed: int = 0, copies: frozenset[str] = frozenset()) -> dict:
+    """The report; `copies` names crawl photos (paths) that are copies of a reference: the
+    report is given for all photos and again for the rest (`without_copies`), since a photo
+    that finds its own copy in the gallery says little about an unseen one."""
     references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
     verdicts: list[dict] = []
     fitted = [p for p in parts if p.held_back]
@@ -64,6 +67,9 @@ def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held
                              matches.product_similarity, matches.raw, matches.genuine_similarity)
             verdicts += _rows(part, rows, matches, decided)
     report = summarize(verdicts)
+    if copies:
+        report["copies"] = sum(v["path"] in copies for v in verdicts)
+        report["without_copies"] = summarize([v for v in verdicts if v["path"] not in copies])
     report["unmonitored_unlike_background"] = {
         part.group: unmonitored_unlike_background(gallery, references, parts, part, unmonitored_held_back, config)
         for part in fitted if len(fitted) > 1  # the others' photos calibrate the gallery without it
@@ -74,8 +80,10 @@ def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held
 def unmonitored_unlike_background(gallery: Gallery, references: np.ndarray, parts: list[CrawlPart], left_out: CrawlPart,
                                   unmonitored_held_back: np.ndarray, config: IndexConfig) -> dict:
     """`left_out`'s photos screened by a gallery and calibration that never knew its products."""
-    products = {r.product for r in left_out.records if r.product}
-    keep = np.array([p not in products for p in gallery.references.column("product").to_pylist()])
+    described = product_descriptions(gallery, references)
+    groups = {described[r.product]["group"] for r in left_out.records if r.product in described}
+    keep = np.array([p not in described or described[p]["group"] not in groups
+                     for p in gallery.references.column("product").to_pylist()])
     without = _subset(gallery, references, keep)
     others = [p for p in parts if p.held_back and p is not left_out]
     records = [r for p in others for r in p.records]
@@ -104,7 +112,8 @@ def _halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rows(part: CrawlPart, rows: np.ndarray, matches: MatchBatch, decided) -> list[dict]:
-    return [{"group": part.group, "product": part.records[i].product, "fake": part.records[i].authenticity == FAKE,
+    return [{"group": part.group, "path": part.records[i].path, "product": part.records[i].product,
+             "fake": part.records[i].authenticity == FAKE,
              "status": decided.status[j], "flagged": bool(decided.flagged[j]), "raw": float(matches.raw[j]),
              "matched": matches.matched_product[j]} for j, i in enumerate(rows)]
 

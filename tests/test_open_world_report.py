@@ -77,3 +77,20 @@ def test_a_monitored_group_left_out_of_the_gallery_is_screened_as_unforeseen_unm
     assert unlike["grocery"]["flagged_rate"] == 0.0 and unlike["grocery"]["no_match_rate"] == 1.0
     assert unlike["sneakers"]["catalogue"] == ["juice"] and unlike["sneakers"]["flagged_rate"] == 0.0
     assert report["groups"]["grocery"]["no_match_rate"] == 0.0  # in the catalogue, the same photos are judged
+
+
+def test_the_report_is_given_again_without_the_photos_that_copy_a_reference():
+    rng = np.random.default_rng(2)
+    genuine, fake, fruit = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 0, 0, 1, 0)
+    vectors = np.concatenate([_cluster(rng, genuine, 60), _cluster(rng, fake, 60), _cluster(rng, fruit, 30)])
+    records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
+               + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
+               + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
+    gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
+    held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
+    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, genuine, 40), _cluster(rng, fake, 40)]), True)
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    copies = frozenset(r.path for r in held[::4])
+    report = open_world_report(gallery, [shoes], _cluster(rng, fruit, 40, spread=0.3), config, copies=copies)
+    assert report["copies"] == 20 and report["without_copies"]["photos"] == 60 and report["photos"] == 80
+    assert "without_copies" not in open_world_report(gallery, [shoes], _cluster(rng, fruit, 40, spread=0.3), config)
