@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,11 +29,17 @@ class ListingSummary:
     listings: int
     flagged: int
     judged: int
-    score_sum: float  # over judged listings: the run's base rate is score_sum / judged
+    score_sum: float  # over judged listings
+    brands: dict[str, tuple[int, int]] = field(default_factory=dict)  # brand -> (judged, flagged)
+
+    def brand_base_rates(self) -> dict[str, float]:
+        """Per brand, the share of judged listings that are flagged: each brand's prior."""
+        return {brand: flagged / judged for brand, (judged, flagged) in self.brands.items() if judged}
 
     @property
     def base_rate(self) -> float:
-        return self.score_sum / self.judged if self.judged else 0.0
+        """The share of judged listings that are flagged: the sellers' prior."""
+        return self.flagged / self.judged if self.judged else 0.0
 
     def line(self, out: Path) -> str:
         return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}"
@@ -43,6 +49,7 @@ def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_
     """One row per listing of a Parquet results file (`knockoff screen --out *.parquet`)."""
     _check_parquet(results)
     counts = {"listings": 0, "flagged": 0, "judged": 0, "score_sum": 0.0}
+    brands: dict[str, tuple[int, int]] = {}
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(partial, LISTING_SCHEMA, compression="zstd") as writer:
@@ -54,8 +61,19 @@ def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_
             counts["flagged"] += int(pc.sum(pc.cast(listings.column("flagged"), pa.int64())).as_py() or 0)
             counts["judged"] += int(pc.sum(pc.cast(judged, pa.int64())).as_py() or 0)
             counts["score_sum"] += float(pc.sum(pc.filter(listings.column("score"), judged)).as_py() or 0.0)
+            for brand, judged_count, flagged_count in _per_brand(listings):
+                before = brands.get(brand, (0, 0))
+                brands[brand] = (before[0] + judged_count, before[1] + flagged_count)
     partial.replace(out)
-    return ListingSummary(**counts)
+    return ListingSummary(**counts, brands=brands)
+
+
+def _per_brand(listings: pa.Table) -> list[tuple[str, int, int]]:
+    judged = pc.equal(pc.fill_null(listings.column("status"), ""), "scored")
+    table = pa.table({"brand": pc.fill_null(listings.column("brand"), ""), "judged": pc.cast(judged, pa.int64()),
+                      "flagged": pc.cast(pc.and_(judged, pc.fill_null(listings.column("flagged"), False)), pa.int64())})
+    grouped = table.group_by("brand").aggregate([("judged", "sum"), ("flagged", "sum")])
+    return list(zip(*(grouped.column(c).to_pylist() for c in ("brand", "judged_sum", "flagged_sum"))))
 
 
 def write_sellers(results: Path, out: Path, store: Path | None = None, strength: float = PRIOR_STRENGTH,
@@ -69,7 +87,8 @@ def write_sellers(results: Path, out: Path, store: Path | None = None, strength:
         parts = []
         for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):
             listings = listings.append_column("confirmed", pc.is_in(listings.column("listing_id"), value_set=confirmed))
-            parts.append(seller_risk(seller_totals(listings), summary.base_rate, strength))
+            totals, by_brand = seller_totals(listings)
+            parts.append(seller_risk(totals, by_brand, summary.brand_base_rates(), summary.base_rate, strength))
     sellers = pa.concat_tables(parts) if parts else SELLER_SCHEMA.empty_table()
     sellers = sellers.sort_by([("risk", "descending"), ("judged_listings", "descending")])
     sellers = sellers.replace_schema_metadata({b"knockoff.base_rate": str(summary.base_rate).encode(),

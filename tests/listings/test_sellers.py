@@ -79,3 +79,18 @@ def test_listings_command_writes_one_row_per_listing(tmp_path, results):
     assert "258 listings, 208 judged, 9 flagged" in outcome.output
     missing = CliRunner().invoke(app, ["listings", str(tmp_path / "nope.parquet")])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_risk_is_per_brand_so_genuine_groceries_do_not_hide_a_fake_sneaker(tmp_path):
+    from knockoff.listings import write_sellers
+
+    rows = [photo(f"M{i}", f"m{i}.jpg", "scored", 0.01, seller_id="milk-and-a-fake", brand="arla") for i in range(20)]
+    rows.append(photo("M20", "m20.jpg", "scored", 0.86, flagged=True, seller_id="milk-and-a-fake", brand="nike"))
+    rows += [photo(f"G{i}", f"g{i}.jpg", "scored", 0.8 if i < 5 else 0.1, flagged=i < 5, seller_id="noisy-genuine", brand="nike")
+             for i in range(49)]
+    rows += [photo(f"F{i}", f"f{i}.jpg", "scored", 0.95, flagged=True, seller_id=f"fakes-{i}", brand="nike") for i in range(6)]
+    path = tmp_path / "results.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), path)
+    sellers = {s["seller_id"]: s for s in write_sellers(path, tmp_path / "sellers.parquet").to_pylist()}
+    assert sellers["milk-and-a-fake"]["risk_brand"] == "nike"
+    assert sellers["milk-and-a-fake"]["risk"] > sellers["noisy-genuine"]["risk"]
