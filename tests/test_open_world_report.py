@@ -34,19 +34,28 @@ def _cluster(rng, center, count, spread=0.05):
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def test_cross_fitted_report_judges_every_photo_once_and_never_flags_unmonitored_ones():
-    rng = np.random.default_rng(0)
-    genuine, fake, fruit = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 0, 0, 1, 0)
-    vectors = np.concatenate([_cluster(rng, genuine, 60), _cluster(rng, fake, 60), _cluster(rng, fruit, 30)])
+GENUINE_SHOE, FAKE_SHOE, FRUIT = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 0, 0, 1, 0)
+
+
+def _shoe_gallery(rng) -> tuple[Gallery, CrawlPart, IndexConfig]:
+    """Shoes with genuine references and known fakes, fruit as background; 80 held-back shoe photos."""
+    vectors = np.concatenate([_cluster(rng, GENUINE_SHOE, 60), _cluster(rng, FAKE_SHOE, 60), _cluster(rng, FRUIT, 30)])
     records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
                + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
                + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
     gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
     held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
-    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, genuine, 40), _cluster(rng, fake, 40)]), True)
+    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, GENUINE_SHOE, 40), _cluster(rng, FAKE_SHOE, 40)]), True)
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    return gallery, shoes, config
+
+
+def test_cross_fitted_report_judges_every_photo_once_and_never_flags_unmonitored_ones():
+    rng = np.random.default_rng(0)
+    fruit = FRUIT
+    gallery, shoes, config = _shoe_gallery(rng)
     fruit_photos = CrawlPart("unmonitored", [ImageRecord(f"u{i}.jpg", None, "kiwi") for i in range(50)],
                              _cluster(rng, fruit, 50, spread=0.3), False)
-    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
     report = open_world_report(gallery, [shoes, fruit_photos], _cluster(rng, fruit, 40, spread=0.3), config)
     assert report["photos"] == 130
     assert report["groups"]["sneakers"]["photos"] == 80 and report["groups"]["unmonitored"]["photos"] == 50
@@ -81,16 +90,8 @@ def test_a_monitored_group_left_out_of_the_gallery_is_screened_as_unforeseen_unm
 
 def test_the_report_is_given_again_without_the_photos_that_copy_a_reference():
     rng = np.random.default_rng(2)
-    genuine, fake, fruit = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 0, 0, 1, 0)
-    vectors = np.concatenate([_cluster(rng, genuine, 60), _cluster(rng, fake, 60), _cluster(rng, fruit, 30)])
-    records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
-               + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
-               + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
-    gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
-    held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
-    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, genuine, 40), _cluster(rng, fake, 40)]), True)
-    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
-    copies = frozenset(r.path for r in held[::4])
-    report = open_world_report(gallery, [shoes], _cluster(rng, fruit, 40, spread=0.3), config, copies=copies)
+    gallery, shoes, config = _shoe_gallery(rng)
+    copies = frozenset(r.path for r in shoes.records[::4])
+    report = open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config, copies=copies)
     assert report["copies"] == 20 and report["without_copies"]["photos"] == 60 and report["photos"] == 80
-    assert "without_copies" not in open_world_report(gallery, [shoes], _cluster(rng, fruit, 40, spread=0.3), config)
+    assert "without_copies" not in open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config)

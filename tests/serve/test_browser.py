@@ -88,6 +88,20 @@ def test_the_item_page_takes_its_lease_by_post_and_a_second_analyst_sees_who_hol
     assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
 
 
+def test_select_all_ticks_every_item_on_the_page_and_bulk_decides_them(browser, server, database, users):
+    page = browser.new_page()
+    log_in(page, server)
+    page.goto(f"{server}/queue?status=pending")
+    boxes = page.locator('input[name="item"]')
+    assert boxes.count() > 1 and not any(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    page.check("#select-all")
+    assert all(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    ticked = boxes.count()
+    with page.expect_navigation():
+        page.click("#bulk button.unsure")
+    assert database.execute("SELECT COUNT(*) FROM items WHERE decision = 'unsure'").fetchone()[0] == ticked
+
+
 def test_anonymous_requests_are_refused(browser, server):
     page = browser.new_page()
     response = page.goto(f"{server}/api/items")
