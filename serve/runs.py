@@ -19,7 +19,7 @@ _ITEM_COLUMNS = (
     "model_version", "index_version", "evidence", "rank", "status", "status_reason", "matched_product",
     "seller_id", "marketplace", "listing_url", "title", "price", "currency",
 )
-_SELLER_COLUMNS = ("seller_id", "risk", "listings", "judged_listings", "flagged_listings", "expected_fakes",
+_SELLER_COLUMNS = ("seller_id", "risk", "risk_brand", "listings", "judged_listings", "flagged_listings", "expected_fakes",
                    "top_listing", "unsupported_listings")
 
 

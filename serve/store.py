@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS sellers (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     seller_id TEXT NOT NULL,
     risk REAL NOT NULL,
+    risk_brand TEXT,              -- the brand the risk comes from
     listings INTEGER NOT NULL,
     judged_listings INTEGER NOT NULL,
     flagged_listings INTEGER NOT NULL,
