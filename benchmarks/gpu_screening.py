@@ -6,7 +6,9 @@ On a machine with an NVIDIA GPU and onnxruntime-gpu (`pip install 'knockoff[gpu]
 2. decode: CPU seconds per photo of Knockoff's decode + resize on one core;
 3. end to end: the `knockoff screen --device cuda` command itself (a subprocess: model and
    gallery loading, decode, embed, search, score, Parquet), at several decode thread counts;
-4. the decode cores one GPU needs: model-only images/s x decode CPU seconds per photo.
+4. the decode cores one GPU needs: model-only images/s x decode CPU seconds per photo;
+5. the post thread's cost: CPU seconds per photo of its search, verdicts and rows
+   (`Scorer.rows`, timed inside an in-process run), and what that one thread allows.
 
 Photos are real 640 px sneaker JPEGs (data/sample, or --photos), copied under distinct names
 up to --count so that nothing is cached per path.
@@ -92,6 +94,30 @@ def screen_command(folder: Path, model: Path, index: Path, workers: int, batch_s
     return seconds, summary
 
 
+def post_thread_seconds(folder: Path, model: Path, index: Path, workers: int, batch_size: int, out: Path,
+                        device: str = "cuda") -> float:
+    """CPU seconds per photo that the post thread spends in `Scorer.rows` (search, verdicts,
+    evidence, rows), measured with the thread's own clock during a real in-process run."""
+    from knockoff.screen import Scorer, ScreenOptions, screen
+
+    spent, photos = [0.0], [0]
+    real_rows = Scorer.rows
+
+    def timed_rows(self, batch, embeddings):
+        started = time.thread_time()
+        rows = real_rows(self, batch, embeddings)
+        spent[0] += time.thread_time() - started
+        photos[0] += len(batch.records)
+        return rows
+
+    Scorer.rows = timed_rows
+    try:
+        screen([str(folder)], out, model, index, ScreenOptions(batch_size=batch_size, decode_workers=workers, device=device))
+    finally:
+        Scorer.rows = real_rows
+    return spent[0] / max(photos[0], 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, nargs="+", default=[Path("data/sample/sneakers")])
@@ -127,6 +153,10 @@ def main() -> None:
         print(f"knockoff screen --device cuda --workers {workers}: {end_to_end[workers]:.0f} images/s "
               f"({seconds:.1f} s, start-up included) | {summary}", flush=True)
     best_workers = max(end_to_end, key=end_to_end.get)
+    post_s = post_thread_seconds(scratch / "crawl", args.model, args.index, best_workers, args.batch_size,
+                                 scratch / "results-post.parquet")
+    print(f"post thread (Scorer.rows: search, verdicts, rows): {post_s * 1000:.2f} ms of CPU per photo, "
+          f"so at most {1 / post_s:.0f} images/s from that one thread", flush=True)
     report = {
         "photos": len(paths), "cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": gpu,
         "decode_ms_per_photo": round(decode_s * 1000, 3),
@@ -135,6 +165,7 @@ def main() -> None:
         "screen_batch_size": args.batch_size,
         "end_to_end_images_per_s": {str(w): round(r, 1) for w, r in end_to_end.items()},
         "end_to_end_over_model_only": round(end_to_end[best_workers] / by_batch[best], 3),
+        "post_thread_ms_per_photo": round(post_s * 1000, 3),
     }
     print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
