@@ -154,9 +154,11 @@ def evidence(
 
     try:
         pack = write_evidence(results, seller, out, store, data_root(), pdf=pdf)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (FileNotFoundError, ValueError) as error:
         _fail(error)
     typer.echo(f"{pack.listings} listings -> {pack.html}, {pack.csv}" + (f", {pack.pdf}" if pack.pdf else ""))
+    if pack.warning:
+        typer.secho(f"warning: {pack.warning}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()

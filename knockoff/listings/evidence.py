@@ -36,6 +36,7 @@ class EvidencePack:
     csv: Path
     pdf: Path | None
     listings: int
+    warning: str | None = None  # why there is no PDF when one was asked for
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,13 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     html_path, csv_path = out_dir / f"{stem}.html", out_dir / f"{stem}-takedown.csv"
     html_path.write_text(render(seller, chosen, rows, decisions, reuse, metadata, data_root, len(verdicts)), encoding="utf-8")
     write_takedown_csv(csv_path, chosen, decisions)
-    pdf_path = print_pdf(html_path, out_dir / f"{stem}.pdf") if pdf else None
-    return EvidencePack(html_path, csv_path, pdf_path, len(chosen))
+    pdf_path, warning = None, None
+    if pdf:
+        try:
+            pdf_path = print_pdf(html_path, out_dir / f"{stem}.pdf")
+        except RuntimeError as missing:  # no browser here: the HTML and CSV stand alone
+            warning = str(missing)
+    return EvidencePack(html_path, csv_path, pdf_path, len(chosen), warning)
 
 
 def _decisions(store: Path, photos: pa.Table) -> dict[tuple[str, str], Decision]:
@@ -210,11 +216,14 @@ def print_pdf(html_path: Path, pdf_path: Path) -> Path:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as missing:
-        raise RuntimeError("PDF needs Playwright (pip install playwright) and Chromium; the HTML is written") from missing
+        raise RuntimeError("no PDF: it needs Playwright (pip install playwright) and Chromium; the HTML and CSV are written") from missing
     chromium = os.environ.get("KNOCKOFF_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium if Path(chromium).exists() else None,
-                                             args=["--no-sandbox", "--disable-gpu", "--no-first-run"], headless=True)
+        try:
+            browser = playwright.chromium.launch(executable_path=chromium if Path(chromium).exists() else None,
+                                                 args=["--no-sandbox", "--disable-gpu", "--no-first-run"], headless=True)
+        except Exception as failed:  # Playwright's own error type: no browser binary, cannot start
+            raise RuntimeError(f"no PDF: Chromium could not be started ({failed}); the HTML and CSV are written") from failed
         try:
             page = browser.new_page()
             page.goto(html_path.resolve().as_uri())

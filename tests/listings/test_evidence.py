@@ -87,3 +87,15 @@ def test_the_pack_prints_to_pdf_in_headless_chromium(results, tmp_path, monkeypa
     pack = write_evidence(results, "shop-1", tmp_path / "pack", None, SAMPLE, pdf=True)
     data = pack.pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") >= 1 and len(data) > 20_000
+
+
+def test_without_a_browser_the_pack_is_still_written_and_the_missing_pdf_is_a_warning(results, tmp_path, monkeypatch):
+    from knockoff.listings import evidence
+
+    def no_browser(html, pdf):
+        raise RuntimeError("no PDF: it needs Playwright (pip install playwright) and Chromium; the HTML and CSV are written")
+
+    monkeypatch.setattr(evidence, "print_pdf", no_browser)
+    outcome = CliRunner().invoke(app, ["evidence", str(results), "--seller", "shop-1", "--out", str(tmp_path / "pack")])
+    assert outcome.exit_code == 0 and "warning: no PDF" in outcome.output
+    assert (tmp_path / "pack" / "evidence-shop-1.html").is_file() and not (tmp_path / "pack" / "evidence-shop-1.pdf").exists()
