@@ -21,7 +21,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from knockoff.copies import features, grey_thumbnail, verify

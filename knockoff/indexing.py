@@ -27,7 +27,7 @@ from knockoff.data import data_root, read_sources
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery, portable_path
 from knockoff.matching import match
-from knockoff.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.records import FAKE, UNMONITORED, ImageRecord
 from knockoff.scoring import Calibration, HeldBack, OpenWorldParams, ScorerParams, fit_calibration, fit_open_world
 
 

@@ -10,7 +10,6 @@ the manifest stay unless this store now decides otherwise (an undo, a change to 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path

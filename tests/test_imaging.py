@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import SAMPLE, write_image
+from tests.helpers import write_image
 from knockoff.imaging import ImageLoadError, decode_rgb, load_rgb
 
 

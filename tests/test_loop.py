@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from knockoff.data.roboflow import read_roboflow  # noqa: E402
 from knockoff.indexing import IndexConfig, add_references, index  # noqa: E402

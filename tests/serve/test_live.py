@@ -1,5 +1,3 @@
-import shutil
-
 import pytest
 
 from knockoff.gallery import Gallery
