@@ -3,8 +3,8 @@
 The sneakers export holds augmented copies of one photograph (rotated, mirrored, cropped)
 under neighbouring numbers, some in `train`, some in `valid`: a validation photo whose copy
 is a gallery reference finds itself, and flatters every figure measured on `valid`. This
-finds, for each `valid` photo, its 5 nearest `train` references by embedding and checks each
-with the copy detector (knockoff/copies.py); then it reports ROC-AUC and the share of fakes
+finds, for each `valid` photo, its 5 nearest references by embedding and checks each with the
+copy detector (knockoff/copies.py, through `indexing.copies_of_references`, as `knockoff index` does); then it reports ROC-AUC and the share of fakes
 flagged on all `valid` photos, on those with a copy in `train`, and on the rest.
 
     KNOCKOFF_DATA=../shared/datasets python benchmarks/validation_copies.py
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.copies import features, grey_thumbnail, verify
-from knockoff.data import data_root, read_source
+from knockoff.data import read_source
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery
+from knockoff.indexing import copies_of_references
 from knockoff.matching import match
 from knockoff.metrics import roc_auc
 from knockoff.records import FAKE
@@ -48,28 +48,7 @@ def main() -> None:
     gallery = Gallery.load(args.index, model=embedder.info)
     records = list(read_source(args.valid))
     vectors, records, _ = embed_records(embedder, records, 32, 2, "valid")
-    sources = np.array(gallery.references.column("source").to_pylist(), dtype=object)
-    train_rows = np.flatnonzero(np.array([str(s).startswith("sneakers/train") for s in sources]))
-    train_vectors = gallery.index.reconstruct_n(0, gallery.index.ntotal)[train_rows]
-    paths = gallery.references.column("path").to_pylist()
-    nearest = np.argsort(-(vectors @ train_vectors.T), axis=1)[:, : args.neighbours]
-
-    cache: dict[str, object] = {}
-
-    def features_of(path: str):
-        if path not in cache:
-            cache[path] = features(grey_thumbnail(Path(path).read_bytes()))
-        return cache[path]
-
-    copies = []
-    for i, record in enumerate(records):
-        found = None
-        for row in nearest[i]:
-            reference = str(Path(data_root(), paths[train_rows[row]]))
-            if verify(features_of(record.path), features_of(reference)).copy:
-                found = reference
-                break
-        copies.append(found)
+    copies = copies_of_references(gallery, vectors, records, args.neighbours)
     has_copy = np.array([c is not None for c in copies])
 
     matches = match(gallery, vectors, with_evidence=False)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from knockoff.gallery import INFO_FILE, read_info
-from knockoff.records import RECORD_FIELDS, ImageRecord
+from knockoff.records import LISTING_FIELDS, RECORD_FIELDS, ImageRecord
 from knockoff.results import RESULT_SCHEMA
 from knockoff.screen import Scorer, ScreenOptions, ScreenSummary, run_pipeline, write_run
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 WINDOW_ROWS = 50_000  # records per Ray dataset: bounds the driver's memory on any crawl size
 ACTOR_BATCH = 256  # records per actor call; inside, the local pipeline batches by batch_size
-RECORD_SCHEMA = pa.schema([(name, pa.float64() if name == "price" else pa.string()) for name in RECORD_FIELDS])
+# a record's fields as Arrow columns: strings, but the listing fields typed as in the results
+RECORD_SCHEMA = pa.schema([RESULT_SCHEMA.field(name) if name in LISTING_FIELDS else (name, pa.string()) for name in RECORD_FIELDS])
 
 
 def model_bundle(model_path: Path, gallery_path: Path) -> dict[str, bytes]:

@@ -176,7 +176,7 @@ def next_item(request: Request, after: OptionalItemId = None, session: Session =
     """The next pending item that nobody else holds; a GET changes nothing (a link from another
     site must not reserve listings): the item page leases it with a POST once it is shown."""
     queue_filter = _filter(request)
-    current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
+    current = _item_row(db, after)
     item = queue_store.neighbour(db, queue_filter, session.viewer, current, "next", pending_only=True) if current \
         else queue_store.first_pending(db, queue_filter, session.viewer)
     return _to_item(item, queue_filter)
@@ -193,8 +193,12 @@ async def claim_next_item(request: Request, after: OptionalItemId = None, sessio
 
 
 def _claim_after(db: sqlite3.Connection, queue_filter, session: Session, after: int | None, seconds: float):
-    current = db.execute("SELECT * FROM items WHERE id = ?", (after,)).fetchone() if after else None
-    return decision_store.claim_next(db, queue_filter, session.viewer, current, seconds)
+    return decision_store.claim_next(db, queue_filter, session.viewer, _item_row(db, after), seconds)
+
+
+def _item_row(db: sqlite3.Connection, item_id: int | None) -> sqlite3.Row | None:
+    """The item a queue step starts after, if any."""
+    return db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone() if item_id else None
 
 
 def _to_item(item, queue_filter) -> Response:

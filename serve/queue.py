@@ -103,6 +103,13 @@ class Page:
     older: Cursor | None  # cursor for the next page, if any
 
 
+def visible_to(viewer: Viewer, alias: str = "") -> str:
+    """The SQL condition on items this viewer may see: admins all, analysts the pending ones
+    and their own decisions (binds :me to the viewer's id)."""
+    prefix = f"{alias}." if alias else ""
+    return "1" if viewer.is_admin else f"({prefix}decision IS NULL OR {prefix}decided_by = :me)"
+
+
 def _where(queue_filter: QueueFilter, viewer: Viewer) -> tuple[list[str], dict]:
     clauses, params = [], {"me": viewer.id}
     status = queue_filter.status
@@ -135,7 +142,7 @@ def _where(queue_filter: QueueFilter, viewer: Viewer) -> tuple[list[str], dict]:
         clauses.append("decided_by = :decided_by")
         params["decided_by"] = queue_filter.decided_by
     if not viewer.is_admin:
-        clauses.append("(decision IS NULL OR decided_by = :me)")
+        clauses.append(visible_to(viewer))
     return clauses, params
 
 

@@ -11,29 +11,23 @@ import sqlite3
 from dataclasses import dataclass
 
 from knockoff_serve.auth import Viewer
+from knockoff_serve.queue import visible_to
 
 SELLERS_PER_PAGE = 100
 
 
-def _visible(viewer: Viewer, alias: str = "i") -> tuple[str, dict]:
-    if viewer.is_admin:
-        return "1", {}
-    return f"({alias}.decided_by IS NULL OR {alias}.decided_by = :me)", {"me": viewer.id}
-
-
 def ranked(connection: sqlite3.Connection, viewer: Viewer, run: int | None, page: int) -> list[sqlite3.Row]:
     """Sellers by risk (highest first), with their pending photos and confirmed fakes."""
-    visible, values = _visible(viewer)
     return connection.execute(
         f"""SELECT s.*, r.name AS run_name,
                (SELECT COUNT(*) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
                    AND i.decision IS NULL AND i.error IS NULL) AS pending,
                (SELECT COUNT(DISTINCT i.listing_id) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
-                   AND i.decision = 'counterfeit' AND {visible}) AS confirmed_fakes
+                   AND i.decision = 'counterfeit' AND {visible_to(viewer, "i")}) AS confirmed_fakes
             FROM sellers s JOIN runs r ON r.id = s.run_id
             WHERE (:run IS NULL OR s.run_id = :run)
             ORDER BY s.risk DESC, s.seller_id LIMIT :limit OFFSET :offset""",
-        {**values, "run": run, "limit": SELLERS_PER_PAGE, "offset": page * SELLERS_PER_PAGE},
+        {"me": viewer.id, "run": run, "limit": SELLERS_PER_PAGE, "offset": page * SELLERS_PER_PAGE},
     ).fetchall()
 
 
@@ -60,10 +54,9 @@ def seller(connection: sqlite3.Connection, viewer: Viewer, seller_id: str, run: 
         "SELECT s.*, r.name AS run_name FROM sellers s JOIN runs r ON r.id = s.run_id "
         "WHERE s.seller_id = :seller AND (:run IS NULL OR s.run_id = :run) ORDER BY s.run_id DESC",
         {"seller": seller_id, "run": run}).fetchall()
-    visible, values = _visible(viewer)
     photos = connection.execute(
-        f"SELECT * FROM items i WHERE i.seller_id = :seller AND (:run IS NULL OR i.run_id = :run) AND {visible} "
-        "ORDER BY i.listing_id, i.rank DESC, i.id", {**values, "seller": seller_id, "run": run}).fetchall()
+        f"SELECT * FROM items i WHERE i.seller_id = :seller AND (:run IS NULL OR i.run_id = :run) AND {visible_to(viewer, 'i')} "
+        "ORDER BY i.listing_id, i.rank DESC, i.id", {"me": viewer.id, "seller": seller_id, "run": run}).fetchall()
     listings: dict[str, Listing] = {}
     for photo in photos:
         key = photo["listing_id"] or photo["path"]
@@ -76,10 +69,9 @@ def listing_photos(connection: sqlite3.Connection, viewer: Viewer, item: sqlite3
     """The other photos of the item's listing (same run), as this viewer sees them."""
     if item["listing_id"] is None:
         return []
-    visible, values = _visible(viewer)
     return connection.execute(
-        f"SELECT * FROM items i WHERE i.run_id = :run AND i.listing_id = :listing AND i.id != :id AND {visible} ORDER BY i.position",
-        {**values, "run": item["run_id"], "listing": item["listing_id"], "id": item["id"]}).fetchall()
+        f"SELECT * FROM items i WHERE i.run_id = :run AND i.listing_id = :listing AND i.id != :id AND {visible_to(viewer, 'i')} "
+        "ORDER BY i.position", {"me": viewer.id, "run": item["run_id"], "listing": item["listing_id"], "id": item["id"]}).fetchall()
 
 
 def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:

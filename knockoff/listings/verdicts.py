@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from knockoff.records import LISTING_FIELDS
+from knockoff.results import RESULT_SCHEMA
 
 STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
 KEY = "listing_id"
@@ -25,7 +26,7 @@ PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score
 
 LISTING_SCHEMA = pa.schema([
     (KEY, pa.string()),
-    *[(name, pa.float64() if name == "price" else pa.string()) for name in LISTING_FIELDS],
+    *[RESULT_SCHEMA.field(name) for name in LISTING_FIELDS],
     ("photos", pa.int64()),
     ("scored_photos", pa.int64()),
     ("flagged_photos", pa.int64()),
@@ -83,19 +84,19 @@ def listing_verdicts(photos: pa.Table) -> pa.Table:
 
 def _normalised(photos: pa.Table) -> pa.Table:
     """The columns the verdict reads, typed, with helper columns; missing ones as nulls."""
-    def column(name: str, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    def column(name: str, kind: pa.DataType | None = None) -> pa.ChunkedArray | pa.Array:
+        kind = kind or RESULT_SCHEMA.field(name).type
         if name in photos.column_names:
             return pc.cast(photos.column(name), kind)
         return pa.nulls(photos.num_rows, kind)
 
-    status = column("status", pa.string())
-    flagged = pc.fill_null(column("flagged", pa.bool_()), False)
-    table = {name: column(name, pa.float64() if name in ("price", "score", "threshold") else pa.string())
-             for name in PHOTO_COLUMNS if name not in ("flagged", "product_mismatch")}
+    status = column("status")
+    flagged = pc.fill_null(column("flagged"), False)
+    table = {name: column(name) for name in PHOTO_COLUMNS if name not in ("flagged", "product_mismatch")}
     table["_scored"] = pc.cast(pc.equal(pc.fill_null(status, ""), "scored"), pa.int64())
     table["_flagged"] = pc.cast(pc.and_(flagged, pc.equal(pc.fill_null(status, ""), "scored")), pa.int64())
-    table["_fake"] = pc.cast(pc.equal(pc.fill_null(column("label", pa.string()), ""), "fake"), pa.int64())
-    table["_mismatch"] = pc.cast(pc.fill_null(column("product_mismatch", pa.bool_()), False), pa.int64())
+    table["_fake"] = pc.cast(pc.equal(pc.fill_null(column("label"), ""), "fake"), pa.int64())
+    table["_mismatch"] = pc.cast(pc.fill_null(column("product_mismatch"), False), pa.int64())
     keys = pc.coalesce(table[KEY], table["path"])
     table[KEY] = keys
     return pa.table(table)
