@@ -82,14 +82,18 @@ def decode_only(paths: list[str], size: int) -> float:
 def decode_steps(paths: list[str], size: int) -> dict[str, float]:
     """CPU seconds per photo of each step inside decode + resize (one thread, bytes in memory).
 
-    reduce-on-decode: JPEG decoded at the smallest DCT scale that still covers `size`, as
-    knockoff.imaging does (1/2 for 640 px); resize: Pillow's bicubic from there to `size`;
-    entropy-decode floor: the same JPEG at 1/8 scale, the least work libjpeg can do for a
-    file (every coefficient is still Huffman-decoded), so no JPEG decoder gets below it.
+    dct-scaled decode: libjpeg-turbo at the smallest M/8 scale that still covers `size`, as
+    knockoff.imaging does (3/8 for 640 px); resize: knockoff.imaging.squash from there to
+    `size`; entropy-decode floor: the same JPEG at 1/8 scale, the least work libjpeg can do
+    for a file (every coefficient is still Huffman-decoded), so no JPEG decoder gets below it;
+    pillow draft + bicubic: the path before issue 13 (1/2 scale, then Pillow's bicubic).
     """
     import io
 
+    import simplejpeg
     from PIL import Image
+
+    from knockoff.imaging import squash
 
     encoded = [Path(path).read_bytes() for path in paths]
 
@@ -98,16 +102,17 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
         results = [step(item) for item in items]
         return (time.perf_counter() - started) / len(items), results
 
-    def decode_at(data: bytes, draft_size: tuple[int, int]) -> Image.Image:
+    def pillow_path(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
-        image.draft("RGB", draft_size)
-        image.load()
-        return image
+        image.draft("RGB", (size, size))
+        return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
-    reduce_s, decoded = timed(lambda data: decode_at(data, (size, size)), encoded)
-    floor_s, _ = timed(lambda data: decode_at(data, (1, 1)), encoded)
-    resize_s, _ = timed(lambda image: image.resize((size, size), Image.Resampling.BICUBIC), decoded)
-    return {"reduce_on_decode": reduce_s, "resize": resize_s, "entropy_decode_floor": floor_s}
+    decode_s, decoded = timed(lambda data: simplejpeg.decode_jpeg(data, min_height=size, min_width=size), encoded)
+    resize_s, _ = timed(lambda pixels: squash(pixels, size), decoded)
+    floor_s, _ = timed(lambda data: simplejpeg.decode_jpeg(data, min_factor=8), encoded)
+    pillow_s, _ = timed(pillow_path, encoded)
+    return {"dct_scaled_decode": decode_s, "resize": resize_s, "entropy_decode_floor": floor_s,
+            "pillow_draft_bicubic": pillow_s}
 
 
 def end_to_end(model: Path, gallery: Path, manifest: Path, count: int, options: ScreenOptions) -> float:
@@ -207,7 +212,7 @@ def main() -> None:
         # Decoding cannot overlap with a model that already fills every core: the two add up.
         cores = args.threads or os.cpu_count() or 1
         for name, cpu_s in (("fp32_end_to_end_ceiling", decode_s),
-                            ("fp32_bound_free_resize", steps_s["reduce_on_decode"]),
+                            ("fp32_bound_free_resize", steps_s["dct_scaled_decode"]),
                             ("fp32_bound_entropy_decode_only", steps_s["entropy_decode_floor"])):
             figures[name] = 1 / (1 / figures["fp32_model_only"] + cpu_s / cores)
         print(f"  fp32 end-to-end ceiling with this decode cost: {figures['fp32_end_to_end_ceiling']:.1f} images/s")
