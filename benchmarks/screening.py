@@ -102,6 +102,12 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
         results = [step(item) for item in items]
         return (time.perf_counter() - started) / len(items), results
 
+    def entropy_only(data: bytes) -> Image.Image:  # 1/8 scale: DC coefficients only, no IDCT to speak of
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (1, 1))
+        image.load()
+        return image
+
     def pillow_path(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         image.draft("RGB", (size, size))
@@ -109,7 +115,7 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
 
     decode_s, decoded = timed(lambda data: simplejpeg.decode_jpeg(data, min_height=size, min_width=size), encoded)
     resize_s, _ = timed(lambda pixels: squash(pixels, size), decoded)
-    floor_s, _ = timed(lambda data: simplejpeg.decode_jpeg(data, min_factor=8), encoded)
+    floor_s, _ = timed(lambda data: entropy_only(data), encoded)
     pillow_s, _ = timed(pillow_path, encoded)
     return {"dct_scaled_decode": decode_s, "resize": resize_s, "entropy_decode_floor": floor_s,
             "pillow_draft_bicubic": pillow_s}
@@ -122,6 +128,44 @@ def end_to_end(model: Path, gallery: Path, manifest: Path, count: int, options: 
         seconds = time.perf_counter() - started
     assert summary.screened == count and summary.failed == 0, summary.line()
     return count / seconds
+
+
+def post_share(model: Path, gallery: Path, manifest: Path, options: ScreenOptions) -> dict[str, float]:
+    """One end-to-end run with the post thread's CPU time counted (FAISS search, scoring,
+    rows): its ms per photo and its share of the run's CPU time."""
+    from knockoff.screen import Scorer, run_pipeline, write_run
+
+    scorer = Scorer(model, gallery, options.threads, options.device)
+    post_cpu = [0.0]
+    rows = scorer.rows
+
+    def counted(batch, embeddings):
+        started = time.thread_time()
+        table = rows(batch, embeddings)
+        post_cpu[0] += time.thread_time() - started
+        return table
+
+    scorer.rows = counted
+    with tempfile.TemporaryDirectory() as scratch:
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        summary = write_run([str(manifest)], Path(scratch) / "results.parquet", scorer, options,
+                            lambda records, write: run_pipeline(records, scorer, options, write))
+        cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    return {"post_ms_per_photo": round(post_cpu[0] / summary.screened * 1000, 3),
+            "post_share_of_cpu": round(post_cpu[0] / cpu, 3), "images_per_s": round(summary.screened / wall, 1)}
+
+
+def tune(model: Path, gallery: Path, manifest: Path, count: int, repeats: int,
+         grid: list[tuple[int, int, int]]) -> list[dict[str, float]]:
+    """End to end (median of `repeats`) for each (decode threads, onnxruntime threads, batch)."""
+    found = []
+    for workers, threads, batch in grid:
+        options = ScreenOptions(batch_size=batch, decode_workers=workers, threads=threads, duplicates=None)
+        rate, runs = median_of(repeats, lambda options=options: end_to_end(model, gallery, manifest, count, options))
+        found.append({"decode_threads": workers, "onnxruntime_threads": threads, "batch_size": batch,
+                      "images_per_s": round(rate, 1), "runs": [round(r, 1) for r in runs]})
+        print(f"  tune: decode {workers}, onnxruntime {threads}, batch {batch}: {rate:.1f} images/s ({_runs(runs)})", flush=True)
+    return found
 
 
 def naive(checkpoint: Path, gallery_path: Path, paths: list[str], size: int) -> float:
@@ -168,6 +212,7 @@ def main() -> None:
                         help="model only is measured at each; the fastest counts")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median counts")
+    parser.add_argument("--tune", action="store_true", help="also sweep decode threads, onnxruntime threads and batch size")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-screening.json"))
     args = parser.parse_args()
 
@@ -180,7 +225,9 @@ def main() -> None:
     images = np.concatenate([b.images for b in decode_batches([_record(p) for p in paths], size, 64)])
     print(f"  decoded once for the model-only runs: {images.shape}")
 
-    options = ScreenOptions(batch_size=args.batch_size, threads=args.threads)
+    # Screening proper (decode -> embed -> search -> score -> write); the optional reused-photo
+    # search (--duplicates) is measured by benchmarks/duplicates.py.
+    options = ScreenOptions(batch_size=args.batch_size, threads=args.threads, duplicates=None)
     figures: dict[str, float] = {}
     decode_s, decode_runs = median_of(args.repeats, lambda: decode_only(paths[:1000], size))
     print(f"  decode + resize: {decode_s * 1000:.2f} ms of CPU per photo (one thread; {_runs(decode_runs, 1000, 2)})", flush=True)
@@ -202,6 +249,12 @@ def main() -> None:
         rate, runs = median_of(args.repeats, lambda model=model: end_to_end(model, args.index, manifest, len(paths), options))
         figures[f"{precision}_end_to_end"] = rate
         print(f"  {precision} end to end: {rate:.1f} images/s on {cpu} ({_runs(runs)})", flush=True)
+    shares = post_share(args.model, args.index, manifest, options)
+    print(f"  post thread (search, scoring, rows): {shares['post_ms_per_photo']:.2f} ms of CPU per photo, "
+          f"{shares['post_share_of_cpu']:.1%} of the run's CPU", flush=True)
+    grid = [(1, args.threads or os.cpu_count(), 32), (2, args.threads or os.cpu_count(), 16),
+            (2, args.threads or os.cpu_count(), 32), (2, args.threads or os.cpu_count(), 64), (2, 1, 32)]
+    tuning = tune(args.model, args.index, manifest, len(paths), args.repeats, grid) if args.tune else []
     if args.checkpoint.is_file():
         figures["naive"] = naive(args.checkpoint, args.index, paths[:args.naive_count], size)
         print(f"  naive baseline ({args.naive_count} photos): {figures['naive']:.1f} images/s", flush=True)
@@ -227,7 +280,8 @@ def main() -> None:
                                     "repeats": args.repeats,
                                     "decode_ms_per_photo": round(decode_s * 1000, 3),
                                     "decode_steps_ms": {name: round(v * 1000, 3) for name, v in steps_s.items()},
-                                    "images_per_s": figures, "ratios": ratios}, indent=2) + "\n")
+                                    "images_per_s": figures, "ratios": ratios, "post_thread": shares,
+                                    "tuning": tuning}, indent=2) + "\n")
     print(f"-> {args.out}")
 
 

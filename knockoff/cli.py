@@ -46,6 +46,7 @@ def screen(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. ray://head:10001, or auto); default: start a local one.")] = None,
     actors: Annotated[Optional[int], typer.Option(help="Ray engine: scoring actors, each holding the model and gallery (default: one per 2 CPUs of the cluster).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Exit 0 when the inputs hold no image at all (by default that is an error: a wrong folder or pattern).")] = False,
+    duplicates: Annotated[bool, typer.Option("--duplicates", help="Find reused photos across the run (duplicate_group, reference_copy) when it finishes; costs several times the screening on photos dense in look-alikes.")] = False,
 ) -> None:
     """Score listing photos for counterfeits (torch-free).
 
@@ -56,10 +57,12 @@ def screen(
     defaults use the model and gallery that `dvc repro` left under models/.
     """
     from knockoff.embedding import DeviceUnavailableError
+    from knockoff.listings.duplicates import DuplicateOptions
     from knockoff.screen import ScreenOptions
     from knockoff.screen import screen as run_screen
 
-    options = ScreenOptions(batch_size, workers, threads, device, rows_per_part=part_rows, resume=resume)
+    options = ScreenOptions(batch_size, workers, threads, device, rows_per_part=part_rows, resume=resume,
+                            duplicates=DuplicateOptions() if duplicates else None)
     try:
         if engine == "local":
             summary = run_screen(inputs, out, model, index, options)

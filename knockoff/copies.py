@@ -12,7 +12,7 @@ the same flat package, whose printed face alone fits one transform, stays below 
 same-shoot pairs: at most 0.93). Figures: `benchmarks/copies.py`. Candidates come from
 elsewhere (embedding neighbours, a perceptual hash); this module only verifies pairs.
 
-Needs OpenCV (`opencv-python-headless`, in the [train] extra), imported lazily.
+OpenCV (`opencv-python-headless`, which the screening install has for decoding) is imported lazily.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def _transform(points_a, descriptors_a, points_b, descriptors_b) -> tuple[int, f
         return 0, 0.0, None
     source = points_a[[m.queryIdx for m in matches]]
     target = points_b[[m.trainIdx for m in matches]]
+    cv2.setRNGSeed(0)  # RANSAC draws from this thread's generator: the same pair, the same verdict
     transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=4.0)
     if transform is None:
         return 0, 0.0, None

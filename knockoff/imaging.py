@@ -5,7 +5,7 @@ so the model never sees pixels prepared one way in training and another in produ
 A JPEG is decoded by libjpeg-turbo at the smallest M/8 scale not below the model's input
 (simplejpeg), which leaves a small resize; everything else through Pillow. The photo is then
 squashed to a square (every pixel of the listing stays in view; the product is not cropped
-away) by OpenCV. Measured in benchmarks/decode.py against Pillow's draft + bicubic.
+away) by OpenCV. Measured against Pillow's draft + bicubic in benchmarks/screening.py.
 """
 
 from __future__ import annotations

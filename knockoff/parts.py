@@ -21,11 +21,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from knockoff.data import data_root
+from knockoff.listings.duplicates import DuplicateOptions, Reuse, find_reuse
 from knockoff.records import ImageRecord
 from knockoff.results import RESULT_SCHEMA, ResultWriter
 
 RUN_FILE = "run.json"
 PART_GLOB = "part-*.parquet"
+# Parts also keep each row's embedding (float16), for finding reused photos across the whole
+# run when it finishes; the merged output leaves it out.
+PART_SCHEMA = RESULT_SCHEMA.append(pa.field("embedding", pa.list_(pa.float16())))
 
 
 class ResumeError(ValueError):
@@ -47,12 +52,13 @@ class PartWriter:
     """Append result rows as committed parts; `finish()` merges them into `out`."""
 
     def __init__(self, out: Path, run: dict[str, object], resume: bool = False, rows_per_part: int = 4096,
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, duplicates: DuplicateOptions | None = None) -> None:
         self.out = Path(out)
         self.dir = parts_dir(self.out)
         self.rows_per_part = rows_per_part
         self.metadata = metadata or {}
-        self._schema = RESULT_SCHEMA.with_metadata({f"knockoff.{k}": v for k, v in self.metadata.items()})
+        self.duplicates = duplicates
+        self._schema = PART_SCHEMA.with_metadata({f"knockoff.{k}": v for k, v in self.metadata.items()})
         self._writer: pq.ParquetWriter | None = None
         self._part_rows = 0
         if self.dir.exists():
@@ -89,8 +95,9 @@ class PartWriter:
         yield from record_iter
 
     def write(self, rows: list[dict] | pa.Table) -> None:
-        """Append rows (dicts, or a table of RESULT_SCHEMA) after the rows already written."""
+        """Append rows (dicts, or a table of PART_SCHEMA) after the rows already written."""
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=self._schema)
+        table = table.cast(self._schema)
         if table.num_rows == 0:
             return
         if self._writer is None:
@@ -102,10 +109,12 @@ class PartWriter:
             self._commit()
 
     def finish(self) -> MergeSummary:
-        """Commit the last part, merge every part into the output file, remove the folder."""
+        """Commit the last part, find reused photos across the run, merge every part into the
+        output file, remove the folder."""
         self._commit()
         self.parts = sorted(self.dir.glob(PART_GLOB))
-        summary = merge_parts(self.parts, self.out, self.metadata)
+        reuse = find_reuse(self.parts, data_root(), self.duplicates) if self.duplicates else None
+        summary = merge_parts(self.parts, self.out, self.metadata, reuse)
         shutil.rmtree(self.dir)
         return summary
 
@@ -135,12 +144,15 @@ class PartWriter:
         self._part_rows = 0
 
 
-def merge_parts(parts: list[Path], out: Path, metadata: dict[str, str], batch_rows: int = 4096) -> MergeSummary:
+def merge_parts(parts: list[Path], out: Path, metadata: dict[str, str], reuse: Reuse | None = None,
+                batch_rows: int = 4096) -> MergeSummary:
     writer = ResultWriter(out, metadata=metadata)
     rows = flagged = failed = 0
     try:
         for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=batch_rows):
+            for batch in pq.ParquetFile(part).iter_batches(columns=RESULT_SCHEMA.names, batch_size=batch_rows):
+                if reuse is not None:
+                    batch = _with_reuse(batch, reuse, rows)
                 writer.write_batch(batch)
                 rows += batch.num_rows
                 flagged += int(pc.sum(pc.fill_null(batch.column("flagged"), False)).as_py() or 0)
@@ -150,6 +162,17 @@ def merge_parts(parts: list[Path], out: Path, metadata: dict[str, str], batch_ro
         writer.abort()
         raise
     return MergeSummary(rows, flagged, failed)
+
+
+def _with_reuse(batch: pa.RecordBatch, reuse: Reuse, first_row: int) -> pa.RecordBatch:
+    if batch.num_rows == 0:
+        return batch
+    rows = range(first_row, first_row + batch.num_rows)
+    table = pa.Table.from_batches([batch])
+    for name, values in (("duplicate_group", reuse.group_of(first_row, batch.num_rows)),
+                         ("reference_copy", [reuse.reference_copies.get(row) for row in rows])):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, RESULT_SCHEMA.field(name).type))
+    return table.combine_chunks().to_batches()[0]
 
 
 def _check_same_run(directory: Path, run: dict[str, object]) -> None:

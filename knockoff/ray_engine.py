@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from knockoff.gallery import INFO_FILE, read_info
 from knockoff.records import LISTING_FIELDS, RECORD_FIELDS, ImageRecord
+from knockoff.parts import PART_SCHEMA
 from knockoff.results import RESULT_SCHEMA
 from knockoff.screen import Scorer, ScreenOptions, ScreenSummary, run_pipeline, write_run
 
@@ -64,9 +65,9 @@ class ScreenActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         records = [ImageRecord(**row) for row in batch.select(list(RECORD_FIELDS)).to_pylist()]
-        rows: list[dict] = []
-        run_pipeline(records, self.scorer, self.options, rows.extend)
-        return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+        tables: list[pa.Table] = []
+        run_pipeline(records, self.scorer, self.options, tables.append)
+        return pa.concat_tables(tables) if tables else PART_SCHEMA.empty_table()
 
 
 def screen_ray(

@@ -56,6 +56,10 @@ RESULT_SCHEMA = pa.schema([
     ("neighbors", pa.list_(REFERENCE)),  # the k nearest references of the judged product
     ("nearest_genuine", pa.list_(REFERENCE)),
     ("nearest_fake", pa.list_(REFERENCE)),
+    # reused photos (knockoff/listings/duplicates.py): rows showing the same photograph share
+    # the row number of the group's first photo; null for a photo seen once in the run
+    ("duplicate_group", pa.int64()),
+    ("reference_copy", pa.string()),  # the gallery reference this photo is a copy of
     ("error", pa.string()),
     ("model_version", pa.string()),
     ("index_version", pa.string()),

@@ -29,8 +29,9 @@ from knockoff.batches import DecodedBatch, decode_batches
 from knockoff.data import read_source
 from knockoff.embedding import OnnxEmbedder
 from knockoff.gallery import Gallery
+from knockoff.listings.duplicates import DuplicateOptions
 from knockoff.matching import MatchBatch, match
-from knockoff.parts import PartWriter, parts_dir
+from knockoff.parts import PART_SCHEMA, PartWriter, parts_dir
 from knockoff.records import LISTING_FIELDS, ImageRecord
 from knockoff.results import RESULT_SCHEMA
 
@@ -48,6 +49,10 @@ class ScreenOptions:
     post_queue: int = 2  # embedded batches waiting for search, scoring and writing
     rows_per_part: int = 4096  # rows per committed part: the most a crash can cost
     resume: bool = False
+    # Reused photos across the run, searched when it finishes (duplicate_group, reference_copy);
+    # None: not searched. Off by default: on photos dense in look-alikes it costs several
+    # times the screening itself (benchmarks/duplicates.py).
+    duplicates: DuplicateOptions | None = None
 
     @property
     def workers(self) -> int:
@@ -97,10 +102,13 @@ class Scorer:
     def embed(self, batch: DecodedBatch) -> np.ndarray:
         return self.embedder.embed(batch.images)
 
-    def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> list[dict]:
+    def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> pa.Table:
+        """The batch's result rows, each with its embedding (PART_SCHEMA; null where it failed)."""
         claimed = [record.product for record, error in zip(batch.records, batch.errors) if error is None]
         matches = match(self.gallery, embeddings, claimed=claimed)
-        return result_rows(batch, matches, self.gallery, self.versions, self.brands)
+        rows = pa.Table.from_pylist(result_rows(batch, matches, self.gallery, self.versions, self.brands),
+                                    schema=RESULT_SCHEMA)
+        return rows.append_column(PART_SCHEMA.field("embedding"), [embedding_column(batch.errors, embeddings)])
 
 
 def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:
@@ -109,7 +117,7 @@ def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:
     return {"inputs": resolved, **scorer.versions}
 
 
-Rows = list[dict] | pa.Table
+Rows = pa.Table  # PART_SCHEMA
 # Fills a run: screens the records it is given and passes their rows, in order, to `write`.
 Engine = Callable[[Iterator[ImageRecord], Callable[[Rows], None]], None]
 
@@ -130,7 +138,8 @@ def write_run(inputs: list[str], out: Path, scorer: Scorer, options: ScreenOptio
     """What every engine shares: resume checks, committed parts, progress, the final merge."""
     if options.resume and out.exists() and not parts_dir(out).exists():
         raise ValueError(f"nothing to resume: {out} is already complete (screen to another file, or delete it)")
-    parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.versions)
+    parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.versions,
+                       options.duplicates)
     try:
         with tqdm(desc="screen", unit="img", initial=parts.done) as progress:
             def write(rows: Rows) -> None:
@@ -145,7 +154,7 @@ def write_run(inputs: list[str], out: Path, scorer: Scorer, options: ScreenOptio
 
 
 def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: ScreenOptions,
-                 sink: Callable[[list[dict]], None]) -> None:
+                 sink: Callable[[pa.Table], None]) -> None:
     """Decode, embed and post-process overlapping; `sink` gets each batch's rows in input order.
 
     The post stage (FAISS search, scoring, building rows, `sink`) runs in one thread beside
@@ -176,6 +185,15 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
         except BaseException:
             failed.set()
             raise
+
+
+def embedding_column(errors: list[str | None], embeddings: np.ndarray) -> pa.Array:
+    """One list of float16 per row: the embedding of each decoded photo, in order, null for a failed one."""
+    failed = np.array([error is not None for error in errors], bool)
+    lengths = np.where(failed, 0, embeddings.shape[1] if len(embeddings) else 0)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    values = pa.array(np.ascontiguousarray(embeddings, np.float16).ravel())
+    return pa.ListArray.from_arrays(offsets, values, mask=pa.array(failed))
 
 
 def product_brands(gallery: Gallery) -> dict[str, str]:

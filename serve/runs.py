@@ -17,7 +17,7 @@ _ITEM_COLUMNS = (
     "run_id", "position", "listing_id", "path", "source", "score", "flagged", "threshold", "product",
     "product_similarity", "claimed_product", "product_mismatch", "brand", "label", "error",
     "model_version", "index_version", "evidence", "rank", "status", "status_reason", "matched_product",
-    "seller_id", "marketplace", "listing_url", "title", "price", "currency",
+    "seller_id", "marketplace", "listing_url", "title", "price", "currency", "duplicate_group", "reference_copy",
 )
 _SELLER_COLUMNS = ("seller_id", "risk", "risk_brand", "listings", "judged_listings", "flagged_listings", "expected_fakes",
                    "top_listing", "unsupported_listings")

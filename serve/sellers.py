@@ -75,10 +75,12 @@ def listing_photos(connection: sqlite3.Connection, viewer: Viewer, item: sqlite3
 
 
 def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:
-    """(listings, sellers) other than this listing that show the very same photo file or URL:
-    sellers copy each other's image links as well as the images."""
+    """(listings, sellers) other than this listing that show the same photo: the very same file
+    or URL (sellers copy each other's image links as well as the images), or, within its run,
+    a copy of it (cropped, resized, re-encoded, mirrored, watermarked: its duplicate_group)."""
     row = connection.execute(
         "SELECT COUNT(DISTINCT run_id || ':' || COALESCE(listing_id, id)) AS listings, COUNT(DISTINCT seller_id) AS sellers "
-        "FROM items WHERE path = :path AND NOT (run_id = :run AND COALESCE(listing_id, '') = COALESCE(:listing, ''))",
-        {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"]}).fetchone()
+        "FROM items WHERE (path = :path OR (run_id = :run AND duplicate_group = :group)) "
+        "AND NOT (run_id = :run AND COALESCE(listing_id, '') = COALESCE(:listing, ''))",
+        {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"], "group": item["duplicate_group"]}).fetchone()
     return int(row["listings"]), int(row["sellers"])

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS items (
     title TEXT,
     price REAL,
     currency TEXT,
+    duplicate_group INTEGER,      -- rows of a run showing the same photograph share it
+    reference_copy TEXT,          -- the gallery reference this photo copies
     rank REAL NOT NULL,           -- queue order: flagged first, then by score; failed rows last
     decision TEXT CHECK (decision IN ('counterfeit', 'genuine', 'unsure')),
     decided_by INTEGER REFERENCES users(id),
@@ -94,6 +96,7 @@ CREATE INDEX IF NOT EXISTS items_by_status ON items (status, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_seller ON items (seller_id, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_listing ON items (run_id, listing_id);
 CREATE INDEX IF NOT EXISTS items_by_path ON items (path);
+CREATE INDEX IF NOT EXISTS items_by_duplicate ON items (run_id, duplicate_group);
 -- Per run, each seller's risk as `knockoff sellers` computes it (knockoff/listings/sellers.py)
 CREATE TABLE IF NOT EXISTS sellers (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -148,7 +151,8 @@ def connect(path: Path) -> sqlite3.Connection:
 # Columns added after a store may have been created: (table, column, type).
 _ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"), ("items", "matched_product", "TEXT"),
                   ("items", "seller_id", "TEXT"), ("items", "marketplace", "TEXT"), ("items", "listing_url", "TEXT"),
-                  ("items", "title", "TEXT"), ("items", "price", "REAL"), ("items", "currency", "TEXT"))
+                  ("items", "title", "TEXT"), ("items", "price", "REAL"), ("items", "currency", "TEXT"),
+                  ("items", "duplicate_group", "INTEGER"), ("items", "reference_copy", "TEXT"))
 
 
 def initialize(path: Path) -> None:

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
@@ -59,7 +58,8 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     chosen = sorted((v for v in verdicts if v["flagged"] or v["listing_id"] in confirmed),
                     key=lambda v: -(v["score"] if v["score"] is not None else -1))
     rows = photos.to_pylist()
-    reuse = _reuse(results, {r["path"] for r in rows if r["listing_id"] in {v["listing_id"] for v in chosen}}, seller)
+    chosen_ids = {v["listing_id"] for v in chosen}
+    reuse = _reuse(results, [r for r in rows if r["listing_id"] in chosen_ids], seller)
     metadata = {k.decode(): v.decode() for k, v in (pq.read_schema(results).metadata or {}).items() if k.startswith(b"knockoff.")}
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "evidence-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in seller)
@@ -92,18 +92,26 @@ def _decisions(store: Path, photos: pa.Table) -> dict[tuple[str, str], Decision]
     return found
 
 
-def _reuse(results: Path, paths: set[str], seller: str) -> dict[str, tuple[int, int]]:
-    """path -> (other listings, other sellers) showing the same photo, in one streamed pass."""
-    listings: dict[str, set] = {p: set() for p in paths}
-    sellers: dict[str, set] = {p: set() for p in paths}
-    wanted = pa.array(sorted(paths), pa.string())
-    for batch in pq.ParquetFile(results).iter_batches(columns=["path", "listing_id", "seller_id"], batch_size=65_536):
-        hits = batch.filter(pc.is_in(batch.column(0), value_set=wanted))
-        for path, listing, other in zip(*(hits.column(i).to_pylist() for i in range(3))):
-            listings[path].add(listing)
-            if other != seller:
-                sellers[path].add(other)
-    return {p: (len(listings[p]) - 1, len(sellers[p])) for p in paths}
+def _reuse(results: Path, photos: list[dict], seller: str) -> dict[str, tuple[int, int]]:
+    """path -> (other listings, other sellers) showing the same photo (the same file or URL, or
+    a copy of it in the run's duplicate_group), in one streamed pass."""
+    group_of = {p["path"]: p.get("duplicate_group") for p in photos}
+    by_group: dict[int, set[str]] = {}
+    for path, group in group_of.items():
+        if group is not None:
+            by_group.setdefault(group, set()).add(path)
+    own = {(p["path"], p["listing_id"]) for p in photos}
+    listings: dict[str, set] = {p: set() for p in group_of}
+    sellers: dict[str, set] = {p: set() for p in group_of}
+    columns = ["path", "listing_id", "seller_id"] + (["duplicate_group"] if by_group else [])
+    for batch in pq.ParquetFile(results).iter_batches(columns=columns, batch_size=65_536):
+        for path, listing, other, *group in zip(*(batch.column(i).to_pylist() for i in range(len(columns)))):
+            for photo in ({path} & listings.keys()) | by_group.get(group[0] if group else None, set()):
+                if (photo, listing) not in own:
+                    listings[photo].add(listing)
+                    if other != seller:
+                        sellers[photo].add(other)
+    return {p: (len(listings[p]), len(sellers[p])) for p in group_of}
 
 
 def write_takedown_csv(path: Path, chosen: list[dict], decisions: dict[tuple[str, str], Decision]) -> None:
@@ -176,6 +184,10 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
         if others:
             notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} also appears in {others} other listing(s) "
                          f"of {sellers} other seller(s).</div>")
+        if photo.get("reference_copy"):
+            notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} is a copy of the gallery reference "
+                         f"{e(photo['reference_copy'])}: a stolen reference photo, which proves nothing about the goods.</div>")
+            figures.append(_figure(photo["reference_copy"], "the reference it copies", "genuine", data_root))
         score = f"{photo['score']:.3f}" if photo.get("score") is not None else photo["status"]
         figures.append(_figure(photo["path"], f"listing photo · {score}", "listing", Path(".")))
         for group, kind in (("nearest_genuine", "genuine"), ("nearest_fake", "fake")):

@@ -39,6 +39,7 @@ SELLER_SCHEMA = pa.schema([
     ("top_listing", pa.string()),  # its most incriminating listing
     ("unsupported_listings", pa.int64()),  # listings that need references (work for an analyst)
     ("confirmed_fakes", pa.int64()),  # listings analysts decided counterfeit (with a review store)
+    ("reused_photos", pa.int64()),  # its photos seen elsewhere in the run or copied from a reference
     ("marketplace", pa.string()),
 ])
 
@@ -58,12 +59,13 @@ def seller_totals(listings: pa.Table) -> tuple[pa.Table, pa.Table]:
         "_score": score,
         "_confirmed": pc.cast(listings.column("confirmed"), pa.int64()) if "confirmed" in listings.column_names
         else pa.array([0] * listings.num_rows, pa.int64()),
+        "_reused": pc.fill_null(listings.column("reused_photos"), 0),
         "marketplace": listings.column("marketplace"),
     })
     table = table.sort_by([("seller_id", "ascending"), ("_score", "descending"), ("listing_id", "ascending")])
     totals = table.group_by("seller_id", use_threads=False).aggregate([
         ("listing_id", "count"), ("_judged", "sum"), ("_flagged", "sum"), ("_unsupported", "sum"), ("_score", "sum"),
-        ("_score", "max"), ("listing_id", "first"), ("_confirmed", "sum"), ("marketplace", "first")])
+        ("_score", "max"), ("listing_id", "first"), ("_confirmed", "sum"), ("_reused", "sum"), ("marketplace", "first")])
     by_brand = table.group_by(["seller_id", "brand"]).aggregate([("_judged", "sum"), ("_flagged", "sum")])
     return totals, by_brand
 
@@ -96,7 +98,8 @@ def seller_risk(totals: pa.Table, by_brand: pa.Table, base_rates: dict[str, floa
         "top_score": pc.if_else(pc.greater(totals.column("_judged_sum"), 0), totals.column("_score_max"),
                                 pa.scalar(None, pa.float64())),
         "top_listing": totals.column("listing_id_first"), "unsupported_listings": totals.column("_unsupported_sum"),
-        "confirmed_fakes": totals.column("_confirmed_sum"), "marketplace": totals.column("marketplace_first"),
+        "confirmed_fakes": totals.column("_confirmed_sum"), "reused_photos": totals.column("_reused_sum"),
+        "marketplace": totals.column("marketplace_first"),
     }
     return pa.table({name: pc.cast(columns[name], SELLER_SCHEMA.field(name).type) for name in SELLER_SCHEMA.names},
                     schema=SELLER_SCHEMA)

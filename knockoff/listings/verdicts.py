@@ -9,6 +9,9 @@
   threshold of the top photo is reported). Per-photo calibration targets photo precision;
   `knockoff evaluate`'s marketplace report measures what it gives per listing.
 - `top_photo`: the most incriminating photo (highest score; else the first unsupported one).
+- Reused photos (`knockoff screen --duplicates` finds them): `reused_photos` counts the
+  listing's photos that appear elsewhere in the run or copy a gallery reference, and
+  `reference_copies` the latter; the verdict itself is left to the scores.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from knockoff.results import RESULT_SCHEMA
 STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
 KEY = "listing_id"
 PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "threshold", "product",
-                 "claimed_product", "product_mismatch", "brand", "label", "error"]
+                 "claimed_product", "product_mismatch", "brand", "label", "error", "duplicate_group", "reference_copy"]
 
 LISTING_SCHEMA = pa.schema([
     (KEY, pa.string()),
@@ -41,6 +44,8 @@ LISTING_SCHEMA = pa.schema([
     ("top_photo", pa.string()),  # the most incriminating photo
     ("top_photo_reason", pa.string()),  # its status_reason when it was not judged
     ("fake_photos_labelled", pa.int64()),  # photos whose input label says fake (evaluation)
+    ("reused_photos", pa.int64()),  # photos seen elsewhere in the run, or copies of a reference
+    ("reference_copies", pa.int64()),  # ... of which copies of a gallery reference
 ])
 
 
@@ -57,7 +62,7 @@ def listing_verdicts(photos: pa.Table) -> pa.Table:
                                            "claimed_product", "brand")]
     grouped = ordered.group_by(KEY, use_threads=False).aggregate([
         *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_mismatch", "max"),
-        ("_score", "max")])
+        ("_score", "max"), ("_reused", "sum"), ("_reference_copy", "sum")])
     scored = grouped.column("_scored_sum")
     top_score = pc.if_else(pc.greater(scored, 0), grouped.column("_score_max"), pa.scalar(None, pa.float64()))
     columns = {
@@ -77,6 +82,8 @@ def listing_verdicts(photos: pa.Table) -> pa.Table:
         "top_photo": grouped.column("path_first"),
         "top_photo_reason": pc.if_else(pc.greater(scored, 0), pa.scalar(None, pa.string()), grouped.column("status_reason_first")),
         "fake_photos_labelled": grouped.column("_fake_sum"),
+        "reused_photos": grouped.column("_reused_sum"),
+        "reference_copies": grouped.column("_reference_copy_sum"),
     }
     return pa.table({name: pc.cast(columns[name], LISTING_SCHEMA.field(name).type) for name in LISTING_SCHEMA.names},
                     schema=LISTING_SCHEMA)
@@ -92,7 +99,10 @@ def _normalised(photos: pa.Table) -> pa.Table:
 
     status = column("status")
     flagged = pc.fill_null(column("flagged"), False)
+    copies_reference = column("reference_copy").is_valid()
     table = {name: column(name) for name in PHOTO_COLUMNS if name not in ("flagged", "product_mismatch")}
+    table["_reused"] = pc.cast(pc.or_(column("duplicate_group").is_valid(), copies_reference), pa.int64())
+    table["_reference_copy"] = pc.cast(copies_reference, pa.int64())
     table["_scored"] = pc.cast(pc.equal(pc.fill_null(status, ""), "scored"), pa.int64())
     table["_flagged"] = pc.cast(pc.and_(flagged, pc.equal(pc.fill_null(status, ""), "scored")), pa.int64())
     table["_fake"] = pc.cast(pc.equal(pc.fill_null(column("label"), ""), "fake"), pa.int64())

@@ -34,6 +34,8 @@ def rows() -> list[dict]:
                    price=79.0, currency="EUR", model_version="m1", index_version="g1",
                    nearest_genuine=[reference(0, "genuine"), reference(2, "genuine")], nearest_fake=[reference(1, "fake")])
         made.append(row)
+    made[4]["duplicate_group"] = made[7]["duplicate_group"] = 4  # shop-2 shows a copy of shop-1's photo
+    made[5]["reference_copy"] = str(REFERENCES[3].relative_to(SAMPLE))  # a stolen reference photo
     return made
 
 
@@ -72,6 +74,8 @@ def test_the_pack_holds_flagged_and_confirmed_listings_with_evidence_and_a_safe_
     assert page.count("data:image/jpeg;base64,") >= 3 * 4 and "src='http" not in page  # self-contained
     assert "model m1" in page and "gallery g1" in page and "threshold 0.550" in page
     assert "also appears in 1 other listing(s) of 1 other seller(s)" in page  # PHOTOS[0] is shop-2's too
+    assert f"Photo {PHOTOS[4].name} also appears in 1 other listing(s) of 1 other seller(s)" in page  # a copy of it is
+    assert f"Photo {PHOTOS[5].name} is a copy of the gallery reference {REFERENCES[3].relative_to(SAMPLE)}" in page
     lines = list(csv.reader((tmp_path / "pack" / "evidence-shop-1-takedown.csv").open()))
     assert lines[0][:2] == ["listing_id", "listing_url"] and {line[0] for line in lines[1:]} == {"shop-1-L0", "shop-1-L1", "shop-1-L2"}
     assert all(not cell.startswith("=") for line in lines for cell in line)  # no spreadsheet formula survives

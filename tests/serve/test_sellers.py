@@ -75,3 +75,19 @@ def test_admins_download_a_sellers_evidence_pack_and_analysts_may_not(sellers_ap
     assert root.get("/sellers/fake-shop/evidence?run=abc").status_code == 422
     ana, _ = login(sellers_app, "ana")
     assert ana.get(f"/sellers/fake-shop/evidence?run={run}").status_code == 403
+
+
+def test_a_copy_found_by_screening_counts_as_reuse_and_a_stolen_reference_is_named(app, database, tmp_path):
+    rows = marketplace_rows()
+    for i, row in enumerate(rows):
+        row["path"] = str(tmp_path / f"photo-{i}.jpg")  # no file path recurs: only the copy finding links them
+    rows[2]["duplicate_group"] = rows[20]["duplicate_group"] = 2  # fake-shop-1 and big-shop-10 show one photograph
+    rows[4]["reference_copy"] = "sneakers/train/images/0056.jpg"
+    import_results(database, write_results(tmp_path / "copies.parquet", rows))
+    ana, _ = login(app, "ana")
+    item = lambda listing: database.execute("SELECT id FROM items WHERE listing_id = ? ORDER BY position LIMIT 1",  # noqa: E731
+                                            (listing,)).fetchone()[0]
+    assert "this photo also appears in 1 listing of 1 seller" in ana.get(f"/items/{item('fake-shop-1')}").text
+    stolen = ana.get(f"/items/{item('fake-shop-2')}").text
+    assert 'id="reference-copy"' in stolen and "sneakers/train/images/0056.jpg" in stolen
+    assert 'id="reuse"' not in ana.get(f"/items/{item('fake-shop-0')}").text
