@@ -98,6 +98,9 @@ class PartWriter:
         """Append rows (dicts, or a table of PART_SCHEMA) after the rows already written."""
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=self._schema)
         table = table.cast(self._schema)
+        if self.duplicates is None:  # nothing will search the embeddings: keep the parts small
+            field = self._schema.field("embedding")
+            table = table.set_column(self._schema.get_field_index("embedding"), field, pa.nulls(table.num_rows, field.type))
         if table.num_rows == 0:
             return
         if self._writer is None:

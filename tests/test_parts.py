@@ -68,3 +68,18 @@ def test_a_run_that_commits_nothing_leaves_nothing(tmp_path):
     writer.close()
     assert not parts_dir(out).exists() and not out.exists()
     PartWriter(out, {"inputs": ["a"]}).close()  # the next run starts fresh, no --resume needed
+
+
+@pytest.mark.parametrize("search", [False, True], ids=["no-duplicate-search", "duplicate-search"])
+def test_parts_keep_embeddings_only_for_a_duplicate_search_and_the_output_never(tmp_path, search):
+    from knockoff.listings.duplicates import DuplicateOptions
+
+    out = tmp_path / "r.parquet"
+    rows = [{**row, "status": "scored", "embedding": [1.0, float(i)]} for i, row in enumerate(_rows(1, 4))]
+    writer = PartWriter(out, {"inputs": ["a"]}, rows_per_part=2, duplicates=DuplicateOptions() if search else None)
+    writer.write(rows)
+    part = sorted(parts_dir(out).glob("part-*.parquet"))[0]
+    kept = pq.read_table(part).column("embedding")
+    assert len(kept) == 4 and kept.null_count == (0 if search else 4)
+    writer.finish()
+    assert "embedding" not in pq.read_schema(out).names
