@@ -18,6 +18,8 @@ OpenCV (`opencv-python-headless`, which the screening install has for decoding) 
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ MIN_INLIERS = 30
 MIN_CORRELATION = 0.95
 MIN_OVERLAP = 0.3
 GRID = 8  # cells across the longer side for the overlay correlation
+FEATURE_CACHE = 2048  # photos whose features a CopyChecker keeps (about 120 KB each)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,55 @@ class Verdict:
     mirrored: bool
     correlation: float  # of the two photos' pixels, one laid over the other by that transform
     overlap: float  # share of the first photo the second covers
+
+
+class CopyChecker:
+    """Copy verdicts for photos named by path or URL, shared by threads: each photo's features
+    are computed once (the most recent FEATURE_CACHE kept), each ordered pair verified once
+    however often a crawl repeats it. An unreadable photo is never called a copy; the very
+    same path is one without a look."""
+
+    def __init__(self, min_correlation: float = MIN_CORRELATION) -> None:
+        self.min_correlation = min_correlation
+        self._features: OrderedDict[str, Features | None] = OrderedDict()
+        self._verdicts: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def is_copy(self, original: str, candidate: str) -> bool:
+        """Whether `candidate` is a copy of `original`."""
+        if original == candidate:
+            return True
+        pair = (original, candidate)
+        with self._lock:
+            known = self._verdicts.get(pair)
+        if known is None:
+            mine, theirs = self.features_of(original), self.features_of(candidate)
+            known = (mine is not None and theirs is not None
+                     and verify(mine, theirs, min_correlation=self.min_correlation).copy)
+            with self._lock:
+                self._verdicts[pair] = known
+        return known
+
+    def features_of(self, path: str) -> Features | None:
+        with self._lock:
+            if path in self._features:
+                self._features.move_to_end(path)
+                return self._features[path]
+        found = _read_features(path)  # outside the lock: two threads may both compute, never block
+        with self._lock:
+            self._features[path] = found
+            if len(self._features) > FEATURE_CACHE:
+                self._features.popitem(last=False)
+        return found
+
+
+def _read_features(path: str) -> Features | None:
+    from knockoff.imaging import ImageLoadError, read_bytes
+
+    try:
+        return features(grey_thumbnail(read_bytes(path)))
+    except (ImageLoadError, OSError, ValueError):
+        return None
 
 
 def grey_thumbnail(data: bytes, side: int = SIDE) -> np.ndarray:

@@ -210,30 +210,16 @@ def copies_of_references(gallery: Gallery, embeddings: np.ndarray, photos: list[
     """For each photo, the reference (portable path) it is a copy of, or None. Only its
     `candidates` nearest references by embedding are checked: a copy embeds close to its
     original (a 70-90% crop at cosine 0.6 or more, and nearest in practice)."""
-    from knockoff.copies import features, grey_thumbnail, verify
-    from knockoff.imaging import ImageLoadError, read_bytes
+    from knockoff.copies import CopyChecker
 
     _, rows = gallery.search(embeddings, candidates)
     reference_paths = gallery.references.column("path").to_pylist()
-    cache: dict[str, object] = {}
-
-    def features_of(path: str):
-        if path not in cache:
-            try:
-                cache[path] = features(grey_thumbnail(read_bytes(path)))
-            except (ImageLoadError, OSError, ValueError):
-                cache[path] = None
-        return cache[path]
-
+    checker = CopyChecker()
     found: list[str | None] = []
     for photo, neighbours in zip(photos, rows):
-        mine, copy_of = features_of(photo.path), None
-        for row in neighbours[neighbours >= 0]:
-            theirs = features_of(str(Path(data_root(), reference_paths[row])))
-            if mine is not None and theirs is not None and verify(mine, theirs).copy:
-                copy_of = reference_paths[row]
-                break
-        found.append(copy_of)
+        copied = (reference_paths[row] for row in neighbours[neighbours >= 0]
+                  if checker.is_copy(photo.path, str(Path(data_root(), reference_paths[row]))))
+        found.append(next(copied, None))
     return found
 
 

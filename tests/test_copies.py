@@ -33,3 +33,19 @@ def test_an_edited_copy_is_a_copy_and_another_photo_of_the_product_is_not(sample
 def test_a_blank_or_featureless_photo_is_never_a_copy():
     blank = _features(_jpeg(Image.new("RGB", (200, 200), (128, 128, 128))))
     assert not verify(blank, blank).copy  # no keypoints: nothing to agree on
+
+
+def test_the_copy_checker_verifies_each_pair_once_and_never_calls_an_unreadable_photo_a_copy(tmp_path, sample_photos, monkeypatch):
+    from knockoff import copies
+
+    calls = []
+    real_verify = copies.verify
+    monkeypatch.setattr(copies, "verify", lambda a, b, **kw: calls.append(1) or real_verify(a, b, **kw))
+    original = str(sample_photos[0])
+    mirrored = tmp_path / "mirrored.jpg"
+    ImageOps.mirror(Image.open(original)).save(mirrored, quality=90)
+    checker = copies.CopyChecker()
+    assert checker.is_copy(original, str(mirrored)) and checker.is_copy(original, str(mirrored))
+    assert len(calls) == 1  # the second verdict came from the cache
+    assert checker.is_copy(original, original) and len(calls) == 1  # the very same path: no look
+    assert not checker.is_copy(original, str(tmp_path / "missing.jpg"))

@@ -17,15 +17,14 @@ the group's first photo, null for a photo that appears once. `reference_copy` is
 reference a photo copies: a stolen official photo proves nothing about the goods.
 
 Memory: the embeddings are spilled to a float16 file on disk, and the index holds
-`SQ8` codes (one byte a dimension); photos' features are cached for the most recent pairs.
+`SQ8` codes (one byte a dimension); photos' features are cached for the most recent pairs
+(knockoff.copies.CopyChecker).
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from knockoff.copies import CopyChecker
+
 BLOCK_ROWS = 16_384  # embeddings read, normalised and searched this many at a time
-FEATURE_CACHE = 2048  # photos whose copy features are kept (about 120 KB each)
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,6 @@ class DuplicateOptions:
 class Reuse:
     groups: np.ndarray  # int64 per row: the group's first row, -1 for a photo seen once
     reference_copies: dict[int, str]  # row -> the reference (portable path) it copies
-    candidate_pairs: int
-    verified_pairs: int
 
     def group_of(self, start: int, count: int) -> list[int | None]:
         return [None if group < 0 else int(group) for group in self.groups[start:start + count]]
@@ -73,16 +71,15 @@ def find_reuse(parts: list[Path], data_root: Path, options: DuplicateOptions = D
     reference_pairs = reference_candidates(parts, options)
     rows_needed = {row for pair in pairs for row in pair} | set(reference_pairs)
     paths = row_paths(parts, rows_needed)
-    features = FeatureCache(lambda key: _features_of(key, data_root), options.min_correlation)
-    copies = _verified(pairs, lambda pair: features.is_copy(paths[pair[0]], paths[pair[1]]), options.workers)
+    checker = CopyChecker(options.min_correlation)
+    copies = _verified(pairs, lambda pair: checker.is_copy(*sorted((paths[pair[0]], paths[pair[1]]))), options.workers)
     reference_copies: dict[int, str] = {}
     for row, references in reference_pairs.items():
         for reference in references:
-            if features.is_copy(paths[row], ("reference", reference)):
+            if checker.is_copy(str(Path(data_root, reference)), paths[row]):
                 reference_copies[row] = reference
                 break
-    groups = union_groups(len(present), copies)
-    return Reuse(groups, reference_copies, len(pairs), len(copies))
+    return Reuse(union_groups(len(present), copies), reference_copies)
 
 
 def spill_embeddings(parts: list[Path], spill: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -184,61 +181,6 @@ def union_groups(count: int, pairs: list[tuple[int, int]]) -> np.ndarray:
     for row in {row for pair in pairs for row in pair}:
         groups[row] = root(row)
     return groups
-
-
-class FeatureCache:
-    """Copy features of recently seen photos and the verdict on every pair verified, shared by
-    the verifying threads."""
-
-    def __init__(self, compute: Callable[[object], object], min_correlation: float) -> None:
-        self._compute = compute
-        self._min_correlation = min_correlation
-        self._cache: OrderedDict[object, object] = OrderedDict()
-        self._verdicts: dict[tuple, bool] = {}  # a bool per pair of different files
-        self._lock = threading.Lock()
-
-    def get(self, key: object):
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        value = self._compute(key)  # outside the lock: two threads may both compute, never block
-        with self._lock:
-            self._cache[key] = value
-            if len(self._cache) > FEATURE_CACHE:
-                self._cache.popitem(last=False)
-        return value
-
-    def is_copy(self, a: object, b: object) -> bool:
-        """Whether photo `b` is a copy of `a`: the very same file or URL is, without a look; each
-        pair of different files is verified once however often the crawl repeats them."""
-        from knockoff.copies import verify
-
-        if a == b:
-            return True
-        pair = (a, b) if str(a) <= str(b) else (b, a)
-        with self._lock:
-            known = self._verdicts.get(pair)
-        if known is None:
-            mine, theirs = self.get(pair[0]), self.get(pair[1])
-            known = (mine is not None and theirs is not None
-                     and verify(mine, theirs, min_correlation=self._min_correlation).copy)
-            with self._lock:
-                self._verdicts[pair] = known
-        return known
-
-
-def _features_of(key: object, data_root: Path):
-    """A photo's copy features (a run row's path, or ("reference", portable path)); None when
-    it cannot be read: an unreadable photo is never called a copy."""
-    from knockoff.copies import features, grey_thumbnail
-    from knockoff.imaging import ImageLoadError, read_bytes
-
-    path = str(Path(data_root, key[1])) if isinstance(key, tuple) else str(key)
-    try:
-        return features(grey_thumbnail(read_bytes(path)))
-    except (ImageLoadError, OSError, ValueError):
-        return None
 
 
 def _verified(pairs: list[tuple[int, int]], check: Callable[[tuple[int, int]], bool], workers: int) -> list[tuple[int, int]]:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
@@ -104,7 +105,13 @@ def _reuse(results: Path, photos: list[dict], seller: str) -> dict[str, tuple[in
     listings: dict[str, set] = {p: set() for p in group_of}
     sellers: dict[str, set] = {p: set() for p in group_of}
     columns = ["path", "listing_id", "seller_id"] + (["duplicate_group"] if by_group else [])
+    wanted_paths = pa.array(sorted(group_of), pa.string())
+    wanted_groups = pa.array(sorted(by_group), pa.int64())
     for batch in pq.ParquetFile(results).iter_batches(columns=columns, batch_size=65_536):
+        hits = pc.is_in(batch.column(0), value_set=wanted_paths)
+        if by_group:  # only rows showing one of these photos are looked at row by row
+            hits = pc.or_(hits, pc.fill_null(pc.is_in(batch.column(3), value_set=wanted_groups), False))
+        batch = batch.filter(hits)
         for path, listing, other, *group in zip(*(batch.column(i).to_pylist() for i in range(len(columns)))):
             for photo in ({path} & listings.keys()) | by_group.get(group[0] if group else None, set()):
                 if (photo, listing) not in own:
