@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from knockoff.cpu import cpu_description
+from knockoff.listings.calibration import HeldBackPool, HeldBackScores
 from knockoff.results import RESULT_SCHEMA
 
 CHUNK = 100_000
@@ -41,7 +42,12 @@ print(seconds, peak / 1024, sellers.num_rows)
 def synthetic_results(path: Path, rows: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     statuses = np.array(["scored", "no_match", "unsupported", "error"])
-    with pq.ParquetWriter(path, RESULT_SCHEMA, compression="zstd") as writer:
+    # What `knockoff screen` copies from the gallery: the held-back scores listings are calibrated from.
+    held_back = HeldBackScores(0.95, 0.01, {"product:nike air force": HeldBackPool(
+        sorted(rng.beta(0.5, 3, 300).tolist()), sorted(rng.beta(3, 0.5, 300).tolist()))},
+        {"nike air force": "product:nike air force"})
+    schema = RESULT_SCHEMA.with_metadata({"knockoff.held_back_scores": held_back.to_json()})
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         listing = seller = 0
         for start in range(0, rows, CHUNK):
             count = min(CHUNK, rows - start)
@@ -62,8 +68,9 @@ def synthetic_results(path: Path, rows: int, seed: int = 0) -> None:
                 "flagged": pa.array(score > 0.6),
                 "threshold": pa.array(np.where(status == "scored", 0.6, np.nan), pa.float32(), from_pandas=True),
                 "product": pa.array(np.where(status == "scored", "nike air force", None)),
+                "brand": pa.array(np.where(status == "scored", "nike", None)),
             })
-            writer.write_table(pa.table(columns, schema=RESULT_SCHEMA))
+            writer.write_table(pa.table(columns, schema=schema))
 
 
 def main() -> None:
@@ -84,11 +91,13 @@ def main() -> None:
                              "peak_rss_mb": round(peak_mb, 1), "sellers": sellers}
             print(f"{size:>10,} rows: {seconds:.1f} s ({seconds / size * 100_000:.2f} s per 100k), "
                   f"peak RSS {peak_mb:.0f} MB, {sellers} sellers", flush=True)
-    smallest, largest = min(figures), max(figures)
-    ratio = figures[largest]["peak_rss_mb"] / figures[smallest]["peak_rss_mb"]
-    print(f"peak RSS ratio {largest:,} / {smallest:,} rows: {ratio:.2f}")
+    smallest = min(figures)
+    ratios = {size: round(figures[size]["peak_rss_mb"] / figures[smallest]["peak_rss_mb"], 3) for size in sorted(figures)[1:]}
+    for size, ratio in ratios.items():
+        print(f"peak RSS ratio {size:,} / {smallest:,} rows: {ratio:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cpu": cpu_description(), "sizes": figures, "peak_rss_ratio": round(ratio, 3)}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"cpu": cpu_description(), "sizes": figures,
+                                    "peak_rss_ratio_to_smallest": {str(k): v for k, v in ratios.items()}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

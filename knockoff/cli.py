@@ -108,7 +108,9 @@ def listings(
 ) -> None:
     """One row per listing: its photos combined (a fake photo makes a fake listing; an
     unsupported one does not make it genuine), its status, score, flag and most
-    incriminating photo. Streams: any crawl size in bounded memory."""
+    incriminating photo. Flags are calibrated at listing level to the target precision on
+    this run's share of fakes (knockoff/listings/calibration.py). Streams: any crawl size in
+    bounded memory."""
     from knockoff.listings import write_listings
 
     try:
@@ -116,6 +118,8 @@ def listings(
     except (FileNotFoundError, ValueError) as error:
         _fail(error)
     typer.echo(summary.line(out))
+    for line in summary.calibration:
+        typer.echo(f"  {line}")
 
 
 @app.command()

@@ -57,6 +57,9 @@ class GalleryInfo:
     format: int = FORMAT
     # held-back photos left out of calibration as copies of a reference (portable paths)
     excluded_copies: list[str] = field(default_factory=list)
+    # held-back photos' verdicts pooled per product, which listing thresholds are set from on
+    # each run (knockoff/listings/calibration.py HeldBackScores); every results file carries them
+    held_back_scores: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,7 +18,7 @@ out too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,10 @@ import numpy as np
 from knockoff.data import data_root, read_sources
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery, portable_path
+from knockoff.listings.calibration import HeldBackScores, fit_held_back_scores
 from knockoff.matching import match
 from knockoff.records import FAKE, UNMONITORED, ImageRecord
-from knockoff.scoring import Calibration, HeldBack, OpenWorldParams, ScorerParams, fit_calibration, fit_open_world
+from knockoff.scoring import Calibration, HeldBack, OpenWorldParams, ScorerParams, decide, fit_calibration, fit_open_world
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,10 @@ def _leave_one_out_similarity(vectors: np.ndarray) -> np.ndarray:
     return similarities.max(axis=1)
 
 
-def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
-              unmonitored_vectors: np.ndarray, config: IndexConfig):
-    """The open-world calibration from held-back photos (each judged against its own product)."""
+def held_back_matches(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray,
+                      photos: list[ImageRecord]) -> tuple[HeldBack, dict[str, dict]]:
+    """What matching finds for the held-back catalogued photos, each judged against its own
+    product, and the catalogue's product descriptions."""
     catalogued = [i for i, r in enumerate(photos) if r.product in set(gallery.catalogue_products)]
     photos, embeddings = [photos[i] for i in catalogued], embeddings[catalogued]
     matches = match(gallery, embeddings, with_evidence=False, claimed=[r.product for r in photos])
@@ -142,11 +144,31 @@ def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.nd
         raw=matches.raw, nearest_genuine=matches.genuine_similarity,
         nearest_catalogue=matches.nearest_catalogue, nearest_background=matches.nearest_background,
     )
+    return held_back, described
+
+
+def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
+              unmonitored_vectors: np.ndarray, config: IndexConfig):
+    """The open-world calibration from held-back photos (each judged against its own product)."""
+    held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
     if len(unmonitored_vectors):
         unmonitored = match(gallery, unmonitored_vectors, with_evidence=False).nearest_catalogue
     else:
         unmonitored = np.array([-1.0])  # none held back: nothing is refused as unmonitored
     return fit_open_world(held_back, unmonitored, described, config.open_world, config.target_precision)
+
+
+def fit_listing_scores(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray,
+                       photos: list[ImageRecord], config: IndexConfig) -> HeldBackScores:
+    """The held-back photos as screening judges them (status and score under the fitted open
+    world), pooled per product: what listing thresholds are set from on each run."""
+    held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
+    verdicts = decide(gallery.info.open_world, held_back.product, held_back.nearest_catalogue, held_back.nearest_background,
+                      held_back.product_similarity, held_back.raw, held_back.nearest_genuine)
+    params = config.open_world
+    return fit_held_back_scores(held_back.product, {name: (d["group"], d["fakes"]) for name, d in described.items()},
+                                verdicts.status, verdicts.score, held_back.is_fake, config.target_precision,
+                                params.cold_start_false_flag_rate, params.min_per_class, params.min_photos)
 
 
 def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
@@ -168,6 +190,7 @@ def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
             unmonitored_vectors, _ = _without_copies(gallery, unmonitored_vectors, unmonitored_kept, config, "unmonitored")
         gallery.info.calibration = calibrate(gallery, embeddings, kept, config)
         gallery.info.open_world = fit_world(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
+        gallery.info.held_back_scores = asdict(fit_listing_scores(gallery, reference_vectors, embeddings, kept, config))
         if config.add_calibration_photos:
             gallery.add(embeddings, kept, source=",".join(specs), data_root=data_root())
     gallery.save(out_dir)

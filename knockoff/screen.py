@@ -13,6 +13,8 @@ committed in parts, so an interrupted run resumes where it stopped (`--resume`).
 
 from __future__ import annotations
 
+import json
+
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -96,6 +98,13 @@ class Scorer:
         self.brands = product_brands(self.gallery)
 
     @property
+    def metadata(self) -> dict[str, str]:
+        """What a results file says of its run: the versions, and the held-back scores its
+        listings are calibrated from (`knockoff listings`)."""
+        held_back = self.gallery.info.held_back_scores
+        return {**self.versions, **({"held_back_scores": json.dumps(held_back, separators=(",", ":"))} if held_back else {})}
+
+    @property
     def input_size(self) -> int:
         return self.embedder.info.input_size
 
@@ -138,7 +147,7 @@ def write_run(inputs: list[str], out: Path, scorer: Scorer, options: ScreenOptio
     """What every engine shares: resume checks, committed parts, progress, the final merge."""
     if options.resume and out.exists() and not parts_dir(out).exists():
         raise ValueError(f"nothing to resume: {out} is already complete (screen to another file, or delete it)")
-    parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.versions,
+    parts = PartWriter(out, run_identity(inputs, scorer), options.resume, options.rows_per_part, scorer.metadata,
                        options.duplicates)
     try:
         with tqdm(desc="screen", unit="img", initial=parts.done) as progress:

@@ -76,8 +76,15 @@ def import_results(connection: sqlite3.Connection, path: Path) -> tuple[int, boo
 
 
 def _sellers(path: Path) -> list[dict]:
-    """The run's sellers with their risk (Parquet results naming sellers; else none)."""
-    if path.suffix not in (".parquet", ".pq") or "seller_id" not in pq.read_schema(path).names:
+    """The run's sellers with their risk (Parquet results naming sellers; else none). Results
+    screened before listing calibration carry no held-back scores to judge listings with:
+    their photos are imported, their sellers are not ranked (screen again to rank them)."""
+    from knockoff.listings.calibration import METADATA_KEY
+
+    if path.suffix not in (".parquet", ".pq"):
+        return []
+    schema = pq.read_schema(path)
+    if "seller_id" not in schema.names or METADATA_KEY not in (schema.metadata or {}):
         return []
     import tempfile
 

@@ -8,6 +8,7 @@ memory (spill.py), so a crawl of any size is aggregated in the memory of one par
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from knockoff.listings.sellers import SELLER_SCHEMA, seller_risk, seller_totals
+from knockoff.listings.calibration import read_listing_calibration
+from knockoff.listings.sellers import SELLER_SCHEMA, listing_evidence, seller_risk, seller_totals
 from knockoff.listings.spill import ROWS_PER_PARTITION, partitions
 from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_verdicts
 
-PRIOR_STRENGTH = 2.0  # listings' worth of the run's base rate in every seller's risk
+PRIOR_STRENGTH = 2.0  # listings' worth of its brand's share of fakes in every seller's risk
 
 
 @dataclass(frozen=True)
@@ -29,51 +31,45 @@ class ListingSummary:
     listings: int
     flagged: int
     judged: int
-    score_sum: float  # over judged listings
-    brands: dict[str, tuple[int, int]] = field(default_factory=dict)  # brand -> (judged, flagged)
+    # brand -> (judged listings, sum of their q: expected fakes), what each brand's prior is
+    brands: dict[str, tuple[int, float]] = field(default_factory=dict)
+    calibration: list[str] = field(default_factory=list)  # per product pool: the run's share of fakes, thresholds
 
     def brand_base_rates(self) -> dict[str, float]:
-        """Per brand, the share of judged listings that are flagged: each brand's prior."""
-        return {brand: flagged / judged for brand, (judged, flagged) in self.brands.items() if judged}
-
-    @property
-    def base_rate(self) -> float:
-        """The share of judged listings that are flagged: the sellers' prior."""
-        return self.flagged / self.judged if self.judged else 0.0
+        """Per brand, the mean q of its judged listings: the run's estimated share of fakes, each brand's prior."""
+        return {brand: expected / judged for brand, (judged, expected) in self.brands.items() if judged}
 
     def line(self, out: Path) -> str:
         return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}"
 
 
 def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_PARTITION) -> ListingSummary:
-    """One row per listing of a Parquet results file (`knockoff screen --out *.parquet`)."""
+    """One row per listing of a Parquet results file (`knockoff screen --out *.parquet`),
+    flagged by a listing calibration fit on this very run (calibration.py)."""
     _check_parquet(results)
-    counts = {"listings": 0, "flagged": 0, "judged": 0, "score_sum": 0.0}
-    brands: dict[str, tuple[int, int]] = {}
+    calibration = read_listing_calibration(results)
+    counts = {"listings": 0, "flagged": 0, "judged": 0}
+    brands: dict[str, tuple[int, float]] = {}
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(partial, LISTING_SCHEMA, compression="zstd") as writer:
         for photos in partitions(results, "listing_id", PHOTO_COLUMNS, rows_per_partition, key_fallback="path"):
-            listings = listing_verdicts(photos)
+            listings = listing_verdicts(photos, calibration)
             writer.write_table(listings)
-            judged = pc.equal(listings.column("status"), "scored")
             counts["listings"] += listings.num_rows
             counts["flagged"] += int(pc.sum(pc.cast(listings.column("flagged"), pa.int64())).as_py() or 0)
-            counts["judged"] += int(pc.sum(pc.cast(judged, pa.int64())).as_py() or 0)
-            counts["score_sum"] += float(pc.sum(pc.filter(listings.column("score"), judged)).as_py() or 0.0)
-            for brand, judged_count, flagged_count in _per_brand(listings):
-                before = brands.get(brand, (0, 0))
-                brands[brand] = (before[0] + judged_count, before[1] + flagged_count)
+            counts["judged"] += int(pc.sum(pc.cast(pc.equal(listings.column("status"), "scored"), pa.int64())).as_py() or 0)
+            for brand, judged_count, expected in _per_brand(listings):
+                before = brands.get(brand, (0, 0.0))
+                brands[brand] = (before[0] + judged_count, before[1] + expected)
     partial.replace(out)
-    return ListingSummary(**counts, brands=brands)
+    return ListingSummary(**counts, brands=brands, calibration=calibration.lines())
 
 
-def _per_brand(listings: pa.Table) -> list[tuple[str, int, int]]:
-    judged = pc.equal(pc.fill_null(listings.column("status"), ""), "scored")
-    table = pa.table({"brand": pc.fill_null(listings.column("brand"), ""), "judged": pc.cast(judged, pa.int64()),
-                      "flagged": pc.cast(pc.and_(judged, pc.fill_null(listings.column("flagged"), False)), pa.int64())})
-    grouped = table.group_by("brand").aggregate([("judged", "sum"), ("flagged", "sum")])
-    return list(zip(*(grouped.column(c).to_pylist() for c in ("brand", "judged_sum", "flagged_sum"))))
+def _per_brand(listings: pa.Table) -> list[tuple[str, int, float]]:
+    evidence = listing_evidence(listings)
+    grouped = evidence.group_by("brand").aggregate([("_judged", "sum"), ("_q", "sum")])
+    return list(zip(*(grouped.column(c).to_pylist() for c in ("brand", "_judged_sum", "_q_sum"))))
 
 
 def write_sellers(results: Path, out: Path, store: Path | None = None, strength: float = PRIOR_STRENGTH,
@@ -88,10 +84,10 @@ def write_sellers(results: Path, out: Path, store: Path | None = None, strength:
         for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):
             listings = listings.append_column("confirmed", pc.is_in(listings.column("listing_id"), value_set=confirmed))
             totals, by_brand = seller_totals(listings)
-            parts.append(seller_risk(totals, by_brand, summary.brand_base_rates(), summary.base_rate, strength))
+            parts.append(seller_risk(totals, by_brand, summary.brand_base_rates(), strength))
     sellers = pa.concat_tables(parts) if parts else SELLER_SCHEMA.empty_table()
     sellers = sellers.sort_by([("risk", "descending"), ("judged_listings", "descending")])
-    sellers = sellers.replace_schema_metadata({b"knockoff.base_rate": str(summary.base_rate).encode(),
+    sellers = sellers.replace_schema_metadata({b"knockoff.brand_priors": json.dumps(summary.brand_base_rates()).encode(),
                                                b"knockoff.prior_strength": str(strength).encode()})
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)

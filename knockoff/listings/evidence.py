@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
+from knockoff.listings.calibration import read_listing_calibration
 from knockoff.listings.verdicts import listing_verdicts
 
 THUMBNAIL_PX = 240
@@ -54,7 +55,7 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     if photos.num_rows == 0:
         raise ValueError(f"no listings of seller {seller!r} in {results}")
     decisions = _decisions(store, photos) if store else {}
-    verdicts = listing_verdicts(photos).to_pylist()
+    verdicts = listing_verdicts(photos, read_listing_calibration(results)).to_pylist()
     confirmed = {listing for (listing, _), d in decisions.items() if d.decision == "counterfeit"}
     chosen = sorted((v for v in verdicts if v["flagged"] or v["listing_id"] in confirmed),
                     key=lambda v: -(v["score"] if v["score"] is not None else -1))
@@ -164,11 +165,21 @@ figcaption {{ font-size: 11px; color: #5b6b7c; word-break: break-all; }} .flag {
 <div class="meta">Generated {e(generated)} by Knockoff · model {e(metadata.get('knockoff.model_version', '?'))} ·
 gallery {e(metadata.get('knockoff.index_version', '?'))} · {len(chosen)} of {listing_count} listings flagged or confirmed counterfeit</div>
 <p class="muted">Each listing: its photos (dark border) beside the nearest genuine references (green) and known fakes (red) of
-the product it was judged against, with cosine similarity. The score is the calibrated probability of a counterfeit; the
-threshold is that product's flag threshold.</p>
+the product it was judged against, with cosine similarity. The score is the calibrated probability of a counterfeit of its
+most incriminating photo; the threshold is the listing threshold its product and number of judged photos were held to
+in this run, set for the target precision at the run's estimated share of fakes.</p>
 {''.join(sections) or '<p>No listing of this seller is flagged or confirmed counterfeit.</p>'}
 </body></html>
 """
+
+
+def _score_line(listing: dict) -> str:
+    threshold = listing["threshold"]
+    line = f"{listing['score']:.3f} (listing threshold {threshold:.3f}" if threshold != float("inf") else \
+        f"{listing['score']:.3f} (no listing threshold reaches the target precision"
+    if listing.get("expected_precision") is not None:
+        line += f", precision at least {listing['expected_precision']:.2f} at {listing['prevalence']:.3f} fakes"
+    return line + ")"
 
 
 def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[str, str], Decision],
@@ -178,7 +189,7 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
              ("Title", listing.get("title")),
              ("Price", f"{listing['price']:.2f} {listing.get('currency') or ''}" if listing.get("price") is not None else None),
              ("Status", listing["status"]),
-             ("Score", f"{listing['score']:.3f} (threshold {listing['threshold']:.3f})" if listing.get("score") is not None else None),
+             ("Score", _score_line(listing) if listing.get("score") is not None else None),
              ("Product", listing.get("product"))]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts if v)
     figures, notes = [], []

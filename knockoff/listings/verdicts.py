@@ -5,9 +5,14 @@
   `error`. An unsupported photo never makes a listing genuine: it simply does not count.
 - `score`: the highest p(counterfeit) among its judged photos. One fake photo makes a fake
   listing; a genuine close-up beside it does not clear it.
-- `flagged`: any judged photo flagged at its own product's calibrated threshold (the
-  threshold of the top photo is reported). Per-photo calibration targets photo precision;
-  `knockoff evaluate`'s marketplace report measures what it gives per listing.
+- `flagged`: `score` at or above the listing threshold of its top photo's product for its
+  number of judged photos, calibrated at listing level to the target precision on this run
+  (calibration.py: the run's share of fakes, and n chances of a false flag). `threshold`,
+  `expected_precision` (the bound there) and `prevalence` (the run's estimated share of fakes
+  among judged photos of that product) say what it was judged with; `flagged_photos` counts
+  its photos flagged at photo level. The marketplace benchmark measures what it gives.
+- `probability`: p(counterfeit) of `score` at the run's share of fakes (Bayes' rule from the
+  held-back share the photo calibration was fit at): what seller risk adds up.
 - `top_photo`: the most incriminating photo (highest score; else the first unsupported one).
 - Reused photos (`knockoff screen --duplicates` finds them): `reused_photos` counts the
   listing's photos that appear elsewhere in the run or copy a gallery reference, and
@@ -16,15 +21,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from knockoff.listings.calibration import ListingCalibration
 from knockoff.records import LISTING_FIELDS
 from knockoff.results import RESULT_SCHEMA
 
 STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
 KEY = "listing_id"
-PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "threshold", "product",
+PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "product",
                  "claimed_product", "product_mismatch", "brand", "label", "error", "duplicate_group", "reference_copy"]
 
 LISTING_SCHEMA = pa.schema([
@@ -32,11 +39,14 @@ LISTING_SCHEMA = pa.schema([
     *[RESULT_SCHEMA.field(name) for name in LISTING_FIELDS],
     ("photos", pa.int64()),
     ("scored_photos", pa.int64()),
-    ("flagged_photos", pa.int64()),
+    ("flagged_photos", pa.int64()),  # flagged at photo level
     ("status", pa.string()),
     ("score", pa.float64()),  # highest p(counterfeit) among its judged photos; null if none judged
-    ("flagged", pa.bool_()),
-    ("threshold", pa.float64()),  # the flag threshold of the top photo's calibration
+    ("flagged", pa.bool_()),  # score >= threshold
+    ("threshold", pa.float64()),  # the listing threshold (calibration.py); inf: nothing of its kind can be flagged
+    ("expected_precision", pa.float64()),  # the precision bound at that threshold (null: genuine-only product)
+    ("prevalence", pa.float64()),  # the run's estimated share of fakes among judged photos of its product
+    ("probability", pa.float64()),  # p(counterfeit) of its score at that share (null: genuine-only product)
     ("product", pa.string()),  # the top photo's judged product
     ("claimed_product", pa.string()),
     ("product_mismatch", pa.bool_()),  # any photo unlike the product the listing claims
@@ -49,8 +59,9 @@ LISTING_SCHEMA = pa.schema([
 ])
 
 
-def listing_verdicts(photos: pa.Table) -> pa.Table:
-    """One row per listing of `photos` (rows of a results file holding whole listings)."""
+def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Table:
+    """One row per listing of `photos` (rows of a results file holding whole listings),
+    flagged by the run's listing `calibration` (`read_listing_calibration`)."""
     if photos.num_rows == 0:
         return LISTING_SCHEMA.empty_table()
     photos = _normalised(photos)
@@ -58,13 +69,20 @@ def listing_verdicts(photos: pa.Table) -> pa.Table:
     ordered = photos.append_column("_rank", rank).append_column(
         "_score", pc.fill_null(pc.cast(photos.column("score"), pa.float64()), -1.0))
     ordered = ordered.sort_by([(KEY, "ascending"), ("_rank", "ascending"), ("_score", "descending"), ("path", "ascending")])
-    firsts = [(name, "first") for name in ("path", *LISTING_FIELDS, "status", "status_reason", "threshold", "product",
-                                           "claimed_product", "brand")]
+    # The top photo's own values, nulls included (a grocery photo's null brand must not take
+    # the brand of the sneaker another photo was nearest to); the listing's fields from any row.
+    top_photo = pc.ScalarAggregateOptions(skip_nulls=False)
+    firsts = [*[(name, "first", top_photo) for name in ("path", "status", "status_reason", "product", "brand")],
+              *[(name, "first") for name in (*LISTING_FIELDS, "claimed_product")]]
     grouped = ordered.group_by(KEY, use_threads=False).aggregate([
         *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_mismatch", "max"),
         ("_score", "max"), ("_reused", "sum"), ("_reference_copy", "sum")])
     scored = grouped.column("_scored_sum")
     top_score = pc.if_else(pc.greater(scored, 0), grouped.column("_score_max"), pa.scalar(None, pa.float64()))
+    threshold, precision, prevalence, probability = (
+        pa.array(values, pa.float64(), from_pandas=True)  # NaN -> null: nothing to say
+        for values in calibration.judge(pc.cast(grouped.column("product_first"), pa.string()).combine_chunks(),
+                                        scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy()))
     columns = {
         KEY: grouped.column(KEY),
         **{name: grouped.column(f"{name}_first") for name in LISTING_FIELDS},
@@ -73,8 +91,11 @@ def listing_verdicts(photos: pa.Table) -> pa.Table:
         "flagged_photos": grouped.column("_flagged_sum"),
         "status": grouped.column("status_first"),
         "score": top_score,
-        "flagged": pc.greater(grouped.column("_flagged_sum"), 0),
-        "threshold": pc.if_else(pc.greater(scored, 0), grouped.column("threshold_first"), pa.scalar(None, pa.float64())),
+        "flagged": pc.fill_null(pc.greater_equal(top_score, threshold), False),
+        "threshold": threshold,
+        "expected_precision": precision,
+        "prevalence": prevalence,
+        "probability": probability,
         "product": grouped.column("product_first"),
         "claimed_product": grouped.column("claimed_product_first"),
         "product_mismatch": grouped.column("_mismatch_max"),

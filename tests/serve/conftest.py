@@ -11,6 +11,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from knockoff.listings.calibration import HeldBackPool, HeldBackScores  # noqa: E402
 from knockoff.results import RESULT_SCHEMA, ResultWriter  # noqa: E402
 from knockoff_serve.app import create_app  # noqa: E402
 from knockoff_serve.auth import add_user  # noqa: E402
@@ -47,8 +48,17 @@ def result_rows(count: int, products: tuple[str, ...] = ("nike air force", "nike
     return rows
 
 
-def write_results(path: Path, rows: list[dict]) -> Path:
-    writer = ResultWriter(path, metadata={"model_version": "model-a", "index_version": "gallery-a"})
+# What a gallery's index fit: held-back scores of both products, which 0.5 separates.
+HELD_BACK = HeldBackScores(0.95, 0.01, {"shoes": HeldBackPool([i / 100 for i in range(50)], [0.5 + i / 100 for i in range(50)])},
+                           {"nike air force": "shoes", "nike jordan 1": "shoes"})
+
+
+def write_results(path: Path, rows: list[dict], held_back: HeldBackScores | None = HELD_BACK) -> Path:
+    """A results file as `knockoff screen` writes one (`held_back` None: one from before listing calibration)."""
+    metadata = {"model_version": "model-a", "index_version": "gallery-a"}
+    if held_back:
+        metadata["held_back_scores"] = held_back.to_json()
+    writer = ResultWriter(path, metadata=metadata)
     writer.write(rows)
     writer.close()
     return path

@@ -91,3 +91,10 @@ def test_a_copy_found_by_screening_counts_as_reuse_and_a_stolen_reference_is_nam
     stolen = ana.get(f"/items/{item('fake-shop-2')}").text
     assert 'id="reference-copy"' in stolen and "sneakers/train/images/0056.jpg" in stolen
     assert 'id="reuse"' not in ana.get(f"/items/{item('fake-shop-0')}").text
+
+
+def test_results_from_before_listing_calibration_import_their_photos_but_rank_no_sellers(database, tmp_path):
+    run_id, new = import_results(database, write_results(tmp_path / "old.parquet", marketplace_rows(), held_back=None))
+    assert new
+    assert database.execute("SELECT COUNT(*) FROM items WHERE run_id = ?", (run_id,)).fetchone()[0] == 24
+    assert database.execute("SELECT COUNT(*) FROM sellers WHERE run_id = ?", (run_id,)).fetchone()[0] == 0

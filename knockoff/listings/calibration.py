@@ -1,0 +1,307 @@
+"""Listing verdicts calibrated to the target precision on the run being judged.
+
+A photo's flag is calibrated on held-back photos, whose share of fakes is the calibration
+set's (half of them, for sneakers), not the crawl's. A listing is flagged on its *most*
+incriminating photo, so a genuine listing of n photos gets n chances to be falsely flagged.
+Both make photo-level flags too loose for listings on a real crawl, where fakes are few.
+So a listing's threshold is set per product pool, per number of judged photos, from:
+
+- the held-back photos as screening judged them (`HeldBackScores`, fit by `knockoff index`,
+  carried in every results file's metadata): TPR(t) and FPR(t), the shares of held-back
+  fakes and genuine photos scored at or above t;
+- the run's own share of fakes among the judged photos of the pool, pi, estimated by
+  adjusted classify-and-count (Forman 2008) at the threshold where TPR - FPR is largest
+  (where the estimate varies least): pi = (f - FPR) / (TPR - FPR), f being the run's share of
+  judged photos at or above it. A pool with fewer than `MIN_RUN_PHOTOS` judged photos in the
+  run keeps the held-back share, as photo scores do;
+- the listing's judged photos n: the photos of a genuine listing look alike, so their scores
+  are positively associated and P(all below t) >= P(one below t)^n; hence its false-flag rate
+  is at most 1 - (1 - FPR(t))^n, while a fake listing is flagged at least as often as one fake
+  photo (TPR(t)).
+
+precision(t, n) >= pi TPR(t) / (pi TPR(t) + (1 - pi)(1 - (1 - FPR(t))^n)), with FPR(t) read
+as (k + 1) / (N + 1) when k of N held-back genuine photos score at or above t: an unseen
+genuine photo may score above every held-back one (measured on halves of the sneakers: past
+the top of one half, 1.3-1.5% of the other half, against 1/(N + 1) = 1.1-1.4%). The threshold
+is the one with the highest TPR among held-back scores where that bound reaches the target.
+Where none does (few held-back genuine photos, few fakes in the run), listings are flagged
+past every held-back genuine score (no genuine photo held back scored that high), and
+`expected_precision` says how far below the target the bound is: flags an analyst can weigh,
+rather than none. Where no held-back fake scores past every genuine one, nothing is flagged.
+Where none does, nothing of that pool and photo count is flagged (threshold infinite).
+A genuine-only product (cold start) has no fakes to estimate pi with: its listing threshold
+keeps the false-flag rate of a listing of n photos at the photo-level rate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"knockoff.held_back_scores"
+MIN_RUN_PHOTOS = 100  # judged photos of a pool in the run before the run's share of fakes is believed
+MAX_PHOTOS = 12  # listings with more judged photos take this count's threshold (the bound only loosens)
+BINS = 10_000  # the run's scores are counted in bins of 0.0001: memory does not grow with the crawl
+GLOBAL = "global"
+
+
+@dataclass(frozen=True)
+class HeldBackPool:
+    """p(counterfeit) of the held-back photos screening judged (`scored`), as screening gave it."""
+
+    genuine: list[float]
+    fakes: list[float]
+
+    def rates(self, threshold: float) -> tuple[float, float]:
+        """(TPR, FPR): shares of held-back fakes and genuine photos scored at or above `threshold`."""
+        return _share_at_or_above(self.fakes, threshold), _share_at_or_above(self.genuine, threshold)
+
+    @property
+    def prevalence(self) -> float:
+        return len(self.fakes) / max(len(self.fakes) + len(self.genuine), 1)
+
+    def separating_threshold(self) -> float:
+        """The held-back score where TPR - FPR is largest (adjusted classify-and-count reads the run here)."""
+        candidates = sorted(set(self.fakes))
+        return max(candidates, key=lambda t: (self.rates(t)[0] - self.rates(t)[1], -t))
+
+
+@dataclass(frozen=True)
+class HeldBackScores:
+    """Per pool (product, its group, or everything), the held-back photos' scores; which pool
+    each product reads; and the targets the listing thresholds are set for."""
+
+    target_precision: float
+    false_flag_rate: float  # a genuine-only product's listing false-flag rate
+    pools: dict[str, HeldBackPool]
+    products: dict[str, str]  # product -> pool name
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> HeldBackScores:
+        values = json.loads(text)
+        return cls(values["target_precision"], values["false_flag_rate"],
+                   {name: HeldBackPool(**pool) for name, pool in values["pools"].items()}, values["products"])
+
+
+def fit_held_back_scores(product: list[str], catalogue: dict[str, tuple[str, bool]], status: list[str],
+                         score: np.ndarray, is_fake: np.ndarray, target_precision: float, false_flag_rate: float,
+                         min_per_class: int, min_photos: int) -> HeldBackScores:
+    """Pools of held-back photos' verdicts (each judged against its own `product`), falling
+    back from the product to its group to everything like the photo calibrations do.
+    `catalogue`: product -> (group, has known fakes). A product with known fakes pools only
+    products with known fakes; a genuine-only one, genuine-only ones."""
+    names = np.array(product, dtype=object)
+    groups = np.array([catalogue[p][0] for p in product], dtype=object)
+    scored = np.array([s == "scored" for s in status]) & np.isfinite(score)
+    same_kind = {kind: np.array([catalogue[p][1] == kind for p in product], bool) for kind in (True, False)}
+    pools: dict[str, HeldBackPool] = {}
+    chosen: dict[str, str] = {}
+    for name in sorted(catalogue):
+        group_of, kind = catalogue[name]
+        levels = [(f"product:{name}", names == name), (f"group:{group_of}", groups == group_of), (GLOBAL, np.ones(len(names), bool))]
+        for level, members in levels:
+            members = members & same_kind[kind] & scored
+            fakes, genuine = score[members & is_fake], score[members & ~is_fake]
+            enough = min(len(fakes), len(genuine)) >= min_per_class if kind else len(genuine) >= min_photos
+            if enough or level == GLOBAL:
+                key = level if level != GLOBAL else f"{GLOBAL}:{'fakes' if kind else 'genuine-only'}"
+                pools.setdefault(key, HeldBackPool(sorted(round(float(v), 6) for v in genuine),
+                                                   sorted(round(float(v), 6) for v in fakes) if kind else []))
+                chosen[name] = key
+                break
+    return HeldBackScores(target_precision, false_flag_rate, pools, chosen)
+
+
+@dataclass
+class RunScores:
+    """Per pool, how many of the run's judged photos scored in each bin of width 1/BINS."""
+
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, pools: list[str], pool_of: np.ndarray, scores: np.ndarray) -> None:
+        """Count judged photos: photo i of `scores` belongs to pool `pools[pool_of[i]]`."""
+        bins = np.clip((np.asarray(scores, np.float64) * BINS).astype(np.int64), 0, BINS - 1)
+        counts = np.bincount(np.asarray(pool_of, np.int64) * BINS + bins, minlength=len(pools) * BINS)
+        for number, pool in enumerate(pools):
+            histogram = counts[number * BINS:(number + 1) * BINS]
+            if histogram.any():
+                self.counts[pool] = self.counts.get(pool, np.zeros(BINS, np.int64)) + histogram
+
+    def share_at_or_above(self, pool: str, threshold: float) -> tuple[float, int]:
+        """(share of the pool's judged photos whose bin starts at or above `threshold`, photos)."""
+        histogram = self.counts.get(pool, np.zeros(BINS, np.int64))
+        total = int(histogram.sum())
+        first = min(int(math.ceil(threshold * BINS - 1e-9)), BINS)
+        return (float(histogram[first:].sum() / total) if total else 0.0), total
+
+
+@dataclass(frozen=True)
+class PoolCalibration:
+    """What a pool's listings are judged with in this run."""
+
+    prevalence: float | None  # estimated share of fakes among its judged photos; None: cold start
+    prevalence_source: str
+    thresholds: tuple[float, ...]  # by judged photos 1..MAX_PHOTOS
+    precision: tuple[float | None, ...]  # the bound at each threshold (None: cold start)
+
+
+class ListingCalibration:
+    """Listing thresholds for one run: `threshold(product, judged_photos)`."""
+
+    def __init__(self, held_back: HeldBackScores, run: RunScores) -> None:
+        self.held_back = held_back
+        self.pools = {name: _calibrate_pool(pool, run, name, held_back) for name, pool in held_back.pools.items()}
+
+    def threshold(self, product: str | None, judged_photos: int) -> tuple[float, float | None, float | None]:
+        """(threshold, the precision bound there, the pool's prevalence); an unknown product is never flagged."""
+        verdict = self.judge(pa.array([product], pa.string()), np.array([judged_photos]), np.array([np.nan]))
+        return tuple(None if np.isnan(v[0]) else float(v[0]) for v in verdict[:3])
+
+    def judge(self, products: pa.Array, judged_photos: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per listing (its top photo's product, its judged photos, its score): threshold,
+        precision bound, prevalence and probability, NaN where there is none. An unknown
+        product's threshold is inf (never flagged); a listing with nothing judged has none.
+
+        probability is p(counterfeit) at this run's share of fakes: the photo's calibrated
+        probability (fit at the held-back share) moved to the run's by Bayes' rule (Saerens et
+        al. 2002); NaN for a genuine-only product, whose score is a distance, not a probability."""
+        names = sorted(self.pools)
+        table = {name: self.pools[name] for name in names}
+        thresholds = np.array([[math.inf] * MAX_PHOTOS] + [list(table[n].thresholds) for n in names], np.float64)
+        precision = np.array([[np.nan] * MAX_PHOTOS] + [[np.nan if v is None else v for v in table[n].precision]
+                                                        for n in names], np.float64)
+        prevalence = np.array([np.nan] + [np.nan if table[n].prevalence is None else table[n].prevalence for n in names])
+        held_back = np.array([np.nan] + [self.held_back.pools[n].prevalence for n in names])
+        pool_of = {product: names.index(pool) + 1 for product, pool in self.held_back.products.items()}
+        catalogue = pa.array(list(pool_of), pa.string())
+        found = pc.fill_null(pc.index_in(products, value_set=catalogue), -1).to_numpy()
+        row = np.where(found >= 0, np.array([0, *pool_of.values()])[found + 1], 0)
+        judged = np.asarray(judged_photos, np.int64)
+        column = np.clip(judged, 1, MAX_PHOTOS) - 1
+        none = judged < 1
+        shift = _odds(np.clip(prevalence[row], 1e-6, 1 - 1e-6)) / _odds(np.clip(held_back[row], 1e-6, 1 - 1e-6))
+        odds = _odds(np.clip(np.asarray(scores, np.float64), 1e-9, 1 - 1e-9)) * shift
+        return (np.where(none, np.nan, thresholds[row, column]), np.where(none, np.nan, precision[row, column]),
+                np.where(none, np.nan, prevalence[row]), np.where(none, np.nan, odds / (1 + odds)))
+
+    def lines(self) -> list[str]:
+        """One line per pool a run used: its prevalence and its thresholds for 1, 2 and 3 photos."""
+        lines = []
+        for name, pool in sorted(self.pools.items()):
+            if pool.prevalence_source == "unused":
+                continue
+            share = f"fakes {pool.prevalence:.3f} ({pool.prevalence_source})" if pool.prevalence is not None else pool.prevalence_source
+            cuts = ", ".join(f"{n} photo{'s' if n > 1 else ''} >= {pool.thresholds[n - 1]:.3f}"
+                             + (f" (precision >= {pool.precision[n - 1]:.2f})" if pool.precision[n - 1] is not None else "")
+                             for n in (1, 2, 3))
+            short = [p for p in pool.precision if p is not None and p < self.held_back.target_precision]
+            warning = (f"; BELOW the {self.held_back.target_precision:.2f} target: more held-back genuine photos of it "
+                       "would raise the bound") if short else ""
+            lines.append(f"{name}: {share}; listings flagged at {cuts}{warning}")
+        return lines
+
+
+def read_listing_calibration(results: Path) -> ListingCalibration:
+    """The run's listing calibration: held-back scores from the results' metadata, and one
+    streaming pass over its judged photos for each pool's share of fakes."""
+    metadata = pq.read_schema(results).metadata or {}
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{results} carries no held-back scores (screened with a gallery from before listing "
+                         "calibration): rebuild the gallery with `knockoff index` and screen again")
+    held_back = HeldBackScores.from_json(metadata[METADATA_KEY])
+    products = pa.array(list(held_back.products), pa.string())
+    pools = sorted(set(held_back.products.values()))
+    pool_of_product = np.array([pools.index(held_back.products[name]) for name in products.to_pylist()], np.int64)
+    run = RunScores()
+    for batch in pq.ParquetFile(results).iter_batches(batch_size=65_536, columns=["status", "product", "score"]):
+        judged = pc.and_(pc.equal(batch.column("status"), "scored"), pc.is_valid(batch.column("score")))
+        product = pc.fill_null(pc.index_in(pc.filter(batch.column("product"), judged), value_set=products), -1).to_numpy()
+        scores = pc.filter(batch.column("score"), judged).to_numpy(zero_copy_only=False)
+        known = product >= 0
+        run.add(pools, pool_of_product[product[known]], scores[known])
+    return ListingCalibration(held_back, run)
+
+
+def _calibrate_pool(pool: HeldBackPool, run: RunScores, name: str, held_back: HeldBackScores) -> PoolCalibration:
+    photos = int(run.counts[name].sum()) if name in run.counts else 0
+    if not pool.fakes:
+        thresholds = tuple(_cold_start_threshold(pool, n, held_back.false_flag_rate) for n in range(1, MAX_PHOTOS + 1))
+        source = f"genuine only: listing false-flag rate <= {held_back.false_flag_rate:g}" if photos else "unused"
+        return PoolCalibration(None, source, thresholds, (None,) * MAX_PHOTOS)
+    prevalence, source = estimate_prevalence(pool, run, name)
+    chosen = [_precision_threshold(pool, prevalence, n, held_back.target_precision) for n in range(1, MAX_PHOTOS + 1)]
+    return PoolCalibration(prevalence, source if photos else "unused", tuple(t for t, _ in chosen), tuple(p for _, p in chosen))
+
+
+def estimate_prevalence(pool: HeldBackPool, run: RunScores, name: str) -> tuple[float, str]:
+    """The run's share of fakes among the pool's judged photos (adjusted classify-and-count),
+    or the held-back share when the run has too few of them."""
+    cut = pool.separating_threshold()
+    tpr, fpr = pool.rates(cut)
+    flagged_share, photos = run.share_at_or_above(name, cut)
+    if photos < MIN_RUN_PHOTOS or tpr <= fpr:
+        return pool.prevalence, f"held-back share: {photos} judged photos in the run, {MIN_RUN_PHOTOS} needed"
+    estimate = (flagged_share - fpr) / (tpr - fpr)
+    # Never exactly 0: a run that looks fake-free still flags what no genuine photo resembles.
+    floor = 0.5 / photos
+    return float(min(max(estimate, floor), 1.0)), f"estimated from {photos} judged photos of the run"
+
+
+def _odds(p: np.ndarray) -> np.ndarray:
+    return p / (1 - p)
+
+
+def listing_precision(tpr: float, fpr: float, prevalence: float, photos: int) -> float:
+    """The lower bound on a listing's precision at a threshold with these held-back rates."""
+    false_flags = (1.0 - prevalence) * (1.0 - (1.0 - fpr) ** photos)
+    hits = prevalence * tpr
+    return hits / (hits + false_flags) if hits + false_flags > 0 else 0.0
+
+
+def _precision_threshold(pool: HeldBackPool, prevalence: float, photos: int, target: float) -> tuple[float, float | None]:
+    """(threshold, precision bound there): of the held-back fake scores whose bound reaches
+    the target, the one with the highest TPR; where none does, the lowest fake score past
+    every held-back genuine one (inf, and no bound, if there is none)."""
+    genuine = len(pool.genuine)
+    top_genuine = max(pool.genuine, default=-math.inf)
+    reaching: tuple[float, float, float] | None = None  # (tpr, -threshold, precision)
+    past_genuine: tuple[float, float] | None = None  # (threshold, precision)
+    for threshold in sorted(set(pool.fakes)):
+        tpr, fpr = pool.rates(threshold)
+        # An unseen genuine photo may score above every held-back one: (k + 1) / (N + 1).
+        precision = listing_precision(tpr, (fpr * genuine + 1) / (genuine + 1), prevalence, photos)
+        if precision >= target and (reaching is None or (tpr, -threshold) > reaching[:2]):
+            reaching = (tpr, -threshold, precision)
+        if past_genuine is None and threshold > top_genuine:
+            past_genuine = (threshold, precision)
+    if reaching:
+        return -reaching[1], reaching[2]
+    return past_genuine if past_genuine else (math.inf, None)
+
+
+def _cold_start_threshold(pool: HeldBackPool, photos: int, rate: float) -> float:
+    """The lowest held-back genuine score where a genuine listing of `photos` photos is flagged
+    at most `rate`; with too few held-back photos to resolve that rate, just beyond the top one
+    (as the photo-level cold start does)."""
+    per_photo = 1.0 - (1.0 - rate) ** (1.0 / photos)
+    for threshold in sorted(set(pool.genuine)):
+        if _share_at_or_above(pool.genuine, threshold) <= per_photo:
+            return threshold
+    return float(np.nextafter(max(pool.genuine), np.inf)) if pool.genuine else math.inf
+
+
+def _share_at_or_above(ascending: list[float], threshold: float) -> float:
+    if not ascending:
+        return 0.0
+    below = int(np.searchsorted(np.asarray(ascending), threshold, side="left"))
+    return (len(ascending) - below) / len(ascending)
