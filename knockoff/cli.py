@@ -38,7 +38,7 @@ def screen(
     index: Annotated[Path, typer.Option(help="Gallery folder built by `knockoff index` for this model.")] = Path("models/gallery"),
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
     workers: Annotated[Optional[int], typer.Option(help="Image decoding threads (default: one per core).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per model stream (default: one stream per core, one thread each; given: one stream).")] = None,
     device: Annotated[str, typer.Option(help="cpu, or cuda (needs the onnxruntime-gpu build: pip install 'knockoff[gpu]').")] = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same inputs: screen only what is missing.")] = False,
     part_rows: Annotated[int, typer.Option(help="Rows per committed part: the most an interruption can cost.")] = 4096,

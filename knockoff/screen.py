@@ -4,7 +4,8 @@ A streaming pipeline whose stages overlap through bounded queues, so the cores s
 the model and memory does not grow with the crawl:
 
     records -> [decode threads: reduce-on-decode JPEG, resize] -> batches (bounded prefetch)
-            -> [main thread: onnxruntime, releases the GIL] -> embeddings
+            -> [model streams: onnxruntime, releases the GIL; on CPU one per core, each
+                running its batch on one thread] -> embeddings, in order
             -> [post thread: FAISS search, scoring, evidence, Parquet part] (bounded)
 
 An image that cannot be read becomes a row with `error` set; the run goes on. Rows are
@@ -14,7 +15,6 @@ committed in parts, so an interrupted run resumes where it stopped (`--resume`).
 from __future__ import annotations
 
 import json
-
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -45,7 +45,7 @@ DEFAULT_GALLERY = Path("models/gallery")
 class ScreenOptions:
     batch_size: int = 32
     decode_workers: int | None = None  # None: one per core
-    threads: int | None = None  # onnxruntime intra-op threads; None = all cores
+    threads: int | None = None  # onnxruntime intra-op threads per model stream; None: cores / streams
     device: str = "cpu"
     prefetch: int = 2  # decoded batches waiting for the model
     post_queue: int = 2  # embedded batches waiting for search, scoring and writing
@@ -55,10 +55,29 @@ class ScreenOptions:
     # None: not searched. Off by default: on photos dense in look-alikes it costs several
     # times the screening itself (benchmarks/duplicates.py).
     duplicates: DuplicateOptions | None = None
+    # Batches in the model at once, each on its own thread. None: on CPU one per core with one
+    # onnxruntime thread each (unless `threads` is given: then one stream), one on a GPU.
+    # Single-threaded runs never wait on each other when a decode thread takes a core, where
+    # one run split over both cores stalls at every operator (benchmarks/screening.py:
+    # 155-164 against 150-156 images/s end to end on 2 cores).
+    model_streams: int | None = None
 
     @property
     def workers(self) -> int:
         return self.decode_workers or os.cpu_count() or 1
+
+    @property
+    def streams(self) -> int:
+        if self.model_streams:
+            return self.model_streams
+        return 1 if self.device != "cpu" or self.threads else os.cpu_count() or 1
+
+    @property
+    def session_threads(self) -> int | None:
+        """onnxruntime's intra-op threads for this run's session (None: its default)."""
+        if self.threads or self.device != "cpu":
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.streams)
 
 
 @dataclass(frozen=True)
@@ -138,7 +157,7 @@ def screen(
     gallery_path: Path = DEFAULT_GALLERY,
     options: ScreenOptions = ScreenOptions(),
 ) -> ScreenSummary:
-    scorer = Scorer(model_path, gallery_path, options.threads, options.device)
+    scorer = Scorer(model_path, gallery_path, options.session_threads, options.device)
     return write_run(inputs, Path(out), scorer, options,
                      lambda records, write: run_pipeline(records, scorer, options, write))
 
@@ -166,9 +185,10 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
                  sink: Callable[[pa.Table], None]) -> None:
     """Decode, embed and post-process overlapping; `sink` gets each batch's rows in input order.
 
-    The post stage (FAISS search, scoring, building rows, `sink`) runs in one thread beside
-    the model, at most `post_queue` batches behind it. Its first error stops the run: no
-    later batch reaches `sink`, so the output never has a gap.
+    `options.streams` batches are in the model at once (one session, called from that many
+    threads). The post stage (FAISS search, scoring, building rows, `sink`) runs in one
+    thread beside the model, at most `post_queue` batches behind it. Its first error stops
+    the run: no later batch reaches `sink`, so the output never has a gap.
     """
     failed = Event()
 
@@ -182,17 +202,30 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
             raise
 
     batches = decode_batches(records, scorer.input_size, options.batch_size, options.workers, options.prefetch)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="post") as executor:
+    with ThreadPoolExecutor(max_workers=options.streams, thread_name_prefix="model") as model, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="post") as poster:
+        embedding: deque[tuple[DecodedBatch, Future[np.ndarray]]] = deque()
         pending: deque[Future[None]] = deque()
+
+        def hand_on_oldest() -> None:  # in input order: the oldest batch's embeddings go to post
+            batch, embedded = embedding.popleft()
+            pending.append(poster.submit(post, batch, embedded.result()))
+            while len(pending) > options.post_queue:
+                pending.popleft().result()
+
         try:
             for batch in batches:
-                pending.append(executor.submit(post, batch, scorer.embed(batch)))
-                while len(pending) > options.post_queue:
-                    pending.popleft().result()
+                embedding.append((batch, model.submit(scorer.embed, batch)))
+                while len(embedding) > options.streams:
+                    hand_on_oldest()
+            while embedding:
+                hand_on_oldest()
             while pending:
                 pending.popleft().result()
         except BaseException:
             failed.set()
+            for _, embedded in embedding:
+                embedded.cancel()
             raise
 
 

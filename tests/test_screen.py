@@ -51,6 +51,21 @@ def test_uncalibrated_gallery_is_refused(tiny_onnx, tmp_path, monkeypatch):
         screen([str(SAMPLE / "listings.csv")], tmp_path / "r.parquet", tiny_onnx, tmp_path / "raw-gallery")
 
 
+def test_model_streams_keep_input_order_and_give_the_rows_one_stream_gives(tiny_onnx, tiny_gallery, tmp_path):
+    """Batches run in the model several at once (one thread each) yet reach the output in input order."""
+    tables = {}
+    for streams in (1, 3):
+        options = ScreenOptions(batch_size=2, model_streams=streams)
+        screen([str(SAMPLE / "listings.csv")], tmp_path / f"{streams}.parquet", tiny_onnx, tiny_gallery, options)
+        tables[streams] = pq.read_table(tmp_path / f"{streams}.parquet", columns=["path", "status", "score", "error"]).to_pylist()
+    assert [r["path"] for r in tables[3]] == [r["path"] for r in tables[1]] and len(tables[1]) == 33
+    for one, three in zip(tables[1], tables[3]):
+        assert one["status"] == three["status"] and one["error"] == three["error"]
+        assert (one["score"] is None and three["score"] is None) or abs(one["score"] - three["score"]) < 1e-5
+    assert ScreenOptions(threads=2).streams == 1 and ScreenOptions(device="cuda").streams == 1
+    assert ScreenOptions(model_streams=2).session_threads >= 1
+
+
 def test_results_carry_versions_in_file_metadata(tiny_onnx, tiny_gallery, tmp_path):
     summary = screen([str(SAMPLE / "uploads")], tmp_path / "r.parquet", tiny_onnx, tiny_gallery)
     metadata = pq.read_schema(tmp_path / "r.parquet").metadata
