@@ -204,9 +204,9 @@ class ListingCalibration:
             cuts = ", ".join(f"{n} photo{'s' if n > 1 else ''} >= {pool.thresholds[n - 1]:.3f}"
                              + (f" (precision >= {pool.precision[n - 1]:.2f})" if pool.precision[n - 1] is not None else "")
                              for n in (1, 2, 3))
-            short = [p for p in pool.precision if p is not None and p < self.held_back.target_precision]
-            warning = (f"; BELOW the {self.held_back.target_precision:.2f} target: more held-back genuine photos of it "
-                       "would raise the bound") if short else ""
+            short = [n for n, p in enumerate(pool.precision, 1) if p is not None and p < self.held_back.target_precision]
+            warning = (f"; BELOW the {self.held_back.target_precision:.2f} target from {short[0]} photo"
+                       f"{'s' if short[0] > 1 else ''}: more held-back genuine photos of it would raise the bound") if short else ""
             lines.append(f"{name}: {share}; listings flagged at {cuts}{warning}")
         return lines
 

@@ -91,7 +91,7 @@ def test_where_no_threshold_reaches_the_target_the_best_one_is_used_and_says_so(
     calibration = calibration_for(pool, np.array([0.2] * 190 + [0.97] * 10))  # a run of few fakes
     threshold, bound, _ = calibration.threshold("shoe", 1)
     assert threshold in pool.fakes and bound < TARGET  # the threshold with the highest bound, far below the target
-    assert "BELOW the 0.95 target" in calibration.lines()[0]
+    assert "BELOW the 0.95 target from 1 photo:" in calibration.lines()[0]
     assert calibration.threshold("a product nobody calibrated", 1)[0] == math.inf
 
 
