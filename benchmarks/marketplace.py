@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from knockoff.data import read_source
 from knockoff.embedding import OnnxEmbedder, embed_records
 from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, fit_listing_scores, fit_world, split_unmonitored
+from knockoff.indexing import IndexConfig, fit_calibrations, split_unmonitored
 from knockoff.listings import write_listings, write_sellers
 from knockoff.listings.marketplace import listing_truth, pools, seller_truth, simulate
 from knockoff.metrics import roc_auc
@@ -74,8 +74,8 @@ def cross_fitted_gallery(model: Path, gallery_dir: Path, calibration_photos: lis
     references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
     config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=gallery.info.open_world.params)
     fit_photos = [kept[i] for i in fit]
-    gallery.info.open_world = fit_world(gallery, references, vectors[fit], fit_photos, unmonitored_vectors, config)
-    gallery.info.held_back_scores = asdict(fit_listing_scores(gallery, references, vectors[fit], fit_photos, config))
+    world, held_back_scores = fit_calibrations(gallery, references, vectors[fit], fit_photos, unmonitored_vectors, config)
+    gallery.info.open_world, gallery.info.held_back_scores = world, asdict(held_back_scores)
     gallery.save(out_dir)
     return {kept[i].path for i in judge}
 

@@ -29,7 +29,9 @@ from knockoff.gallery import Gallery, portable_path
 from knockoff.listings.calibration import HeldBackScores, fit_held_back_scores
 from knockoff.matching import match
 from knockoff.records import FAKE, UNMONITORED, ImageRecord
-from knockoff.scoring import Calibration, HeldBack, OpenWorldParams, ScorerParams, decide, fit_calibration, fit_open_world
+from knockoff.scoring import (
+    Calibration, HeldBack, OpenWorld, OpenWorldParams, ScorerParams, decide, fit_calibration, fit_open_world,
+)
 
 
 @dataclass(frozen=True)
@@ -148,27 +150,35 @@ def held_back_matches(gallery: Gallery, reference_vectors: np.ndarray, embedding
 
 
 def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
-              unmonitored_vectors: np.ndarray, config: IndexConfig):
+              unmonitored_vectors: np.ndarray, config: IndexConfig) -> OpenWorld:
     """The open-world calibration from held-back photos (each judged against its own product)."""
     held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
+    return _world(gallery, held_back, described, unmonitored_vectors, config)
+
+
+def fit_calibrations(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
+                     unmonitored_vectors: np.ndarray, config: IndexConfig) -> tuple[OpenWorld, HeldBackScores]:
+    """`fit_world`, and the held-back photos as screening then judges them (status and score
+    under that world), pooled per product: what listing thresholds are set from on each run.
+    The held-back photos are matched once for both."""
+    held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
+    world = _world(gallery, held_back, described, unmonitored_vectors, config)
+    verdicts = decide(world, held_back.product, held_back.nearest_catalogue, held_back.nearest_background,
+                      held_back.product_similarity, held_back.raw, held_back.nearest_genuine)
+    params = config.open_world
+    scores = fit_held_back_scores(held_back.product, {name: (d["group"], d["fakes"]) for name, d in described.items()},
+                                  verdicts.status, verdicts.score, held_back.is_fake, config.target_precision,
+                                  params.cold_start_false_flag_rate, params.min_per_class, params.min_photos)
+    return world, scores
+
+
+def _world(gallery: Gallery, held_back: HeldBack, described: dict[str, dict], unmonitored_vectors: np.ndarray,
+           config: IndexConfig) -> OpenWorld:
     if len(unmonitored_vectors):
         unmonitored = match(gallery, unmonitored_vectors, with_evidence=False).nearest_catalogue
     else:
         unmonitored = np.array([-1.0])  # none held back: nothing is refused as unmonitored
     return fit_open_world(held_back, unmonitored, described, config.open_world, config.target_precision)
-
-
-def fit_listing_scores(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray,
-                       photos: list[ImageRecord], config: IndexConfig) -> HeldBackScores:
-    """The held-back photos as screening judges them (status and score under the fitted open
-    world), pooled per product: what listing thresholds are set from on each run."""
-    held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
-    verdicts = decide(gallery.info.open_world, held_back.product, held_back.nearest_catalogue, held_back.nearest_background,
-                      held_back.product_similarity, held_back.raw, held_back.nearest_genuine)
-    params = config.open_world
-    return fit_held_back_scores(held_back.product, {name: (d["group"], d["fakes"]) for name, d in described.items()},
-                                verdicts.status, verdicts.score, held_back.is_fake, config.target_precision,
-                                params.cold_start_false_flag_rate, params.min_per_class, params.min_photos)
 
 
 def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
@@ -189,8 +199,8 @@ def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
             embeddings, kept = _without_copies(gallery, embeddings, kept, config, "calibration")
             unmonitored_vectors, _ = _without_copies(gallery, unmonitored_vectors, unmonitored_kept, config, "unmonitored")
         gallery.info.calibration = calibrate(gallery, embeddings, kept, config)
-        gallery.info.open_world = fit_world(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
-        gallery.info.held_back_scores = asdict(fit_listing_scores(gallery, reference_vectors, embeddings, kept, config))
+        world, held_back_scores = fit_calibrations(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
+        gallery.info.open_world, gallery.info.held_back_scores = world, asdict(held_back_scores)
         if config.add_calibration_photos:
             gallery.add(embeddings, kept, source=",".join(specs), data_root=data_root())
     gallery.save(out_dir)

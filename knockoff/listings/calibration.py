@@ -28,7 +28,6 @@ Where none does (few held-back genuine photos, few fakes in the run), listings a
 past every held-back genuine score (no genuine photo held back scored that high), and
 `expected_precision` says how far below the target the bound is: flags an analyst can weigh,
 rather than none. Where no held-back fake scores past every genuine one, nothing is flagged.
-Where none does, nothing of that pool and photo count is flagged (threshold infinite).
 A genuine-only product (cold start) has no fakes to estimate pi with: its listing threshold
 keeps the false-flag rate of a listing of n photos at the photo-level rate.
 """
@@ -59,18 +58,20 @@ class HeldBackPool:
     genuine: list[float]
     fakes: list[float]
 
-    def rates(self, threshold: float) -> tuple[float, float]:
-        """(TPR, FPR): shares of held-back fakes and genuine photos scored at or above `threshold`."""
-        return _share_at_or_above(self.fakes, threshold), _share_at_or_above(self.genuine, threshold)
+    def rates(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(TPR, FPR) at each threshold: shares of held-back fakes and genuine photos scored at or above it."""
+        return _share_at_or_above(self.fakes, thresholds), _share_at_or_above(self.genuine, thresholds)
 
     @property
     def prevalence(self) -> float:
         return len(self.fakes) / max(len(self.fakes) + len(self.genuine), 1)
 
     def separating_threshold(self) -> float:
-        """The held-back score where TPR - FPR is largest (adjusted classify-and-count reads the run here)."""
-        candidates = sorted(set(self.fakes))
-        return max(candidates, key=lambda t: (self.rates(t)[0] - self.rates(t)[1], -t))
+        """The held-back fake score where TPR - FPR is largest, the lowest of equals (adjusted
+        classify-and-count reads the run here)."""
+        candidates = np.unique(self.fakes)
+        tpr, fpr = self.rates(candidates)
+        return float(candidates[np.argmax(tpr - fpr)])
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,16 @@ class ListingCalibration:
     def __init__(self, held_back: HeldBackScores, run: RunScores) -> None:
         self.held_back = held_back
         self.pools = {name: _calibrate_pool(pool, run, name, held_back) for name, pool in held_back.pools.items()}
+        # Lookup tables for `judge`, one row per pool and row 0 for a product no pool knows.
+        names = sorted(self.pools)
+        pools = [self.pools[name] for name in names]
+        self._thresholds = np.array([[math.inf] * MAX_PHOTOS] + [list(p.thresholds) for p in pools], np.float64)
+        self._precision = np.array([[np.nan] * MAX_PHOTOS] + [[np.nan if v is None else v for v in p.precision]
+                                                              for p in pools], np.float64)
+        self._prevalence = np.array([np.nan] + [np.nan if p.prevalence is None else p.prevalence for p in pools])
+        self._held_back_prevalence = np.array([np.nan] + [held_back.pools[name].prevalence for name in names])
+        self._products = pa.array(list(held_back.products), pa.string())
+        self._row_of_product = np.array([0] + [names.index(pool) + 1 for pool in held_back.products.values()], np.int64)
 
     def threshold(self, product: str | None, judged_photos: int) -> tuple[float, float | None, float | None]:
         """(threshold, the precision bound there, the pool's prevalence); an unknown product is never flagged."""
@@ -175,24 +186,16 @@ class ListingCalibration:
         probability is p(counterfeit) at this run's share of fakes: the photo's calibrated
         probability (fit at the held-back share) moved to the run's by Bayes' rule (Saerens et
         al. 2002); NaN for a genuine-only product, whose score is a distance, not a probability."""
-        names = sorted(self.pools)
-        table = {name: self.pools[name] for name in names}
-        thresholds = np.array([[math.inf] * MAX_PHOTOS] + [list(table[n].thresholds) for n in names], np.float64)
-        precision = np.array([[np.nan] * MAX_PHOTOS] + [[np.nan if v is None else v for v in table[n].precision]
-                                                        for n in names], np.float64)
-        prevalence = np.array([np.nan] + [np.nan if table[n].prevalence is None else table[n].prevalence for n in names])
-        held_back = np.array([np.nan] + [self.held_back.pools[n].prevalence for n in names])
-        pool_of = {product: names.index(pool) + 1 for product, pool in self.held_back.products.items()}
-        catalogue = pa.array(list(pool_of), pa.string())
-        found = pc.fill_null(pc.index_in(products, value_set=catalogue), -1).to_numpy()
-        row = np.where(found >= 0, np.array([0, *pool_of.values()])[found + 1], 0)
+        found = pc.fill_null(pc.index_in(products, value_set=self._products), -1).to_numpy()
+        row = self._row_of_product[found + 1]
         judged = np.asarray(judged_photos, np.int64)
         column = np.clip(judged, 1, MAX_PHOTOS) - 1
         none = judged < 1
-        shift = _odds(np.clip(prevalence[row], 1e-6, 1 - 1e-6)) / _odds(np.clip(held_back[row], 1e-6, 1 - 1e-6))
+        prevalence = self._prevalence[row]
+        shift = _odds(np.clip(prevalence, 1e-6, 1 - 1e-6)) / _odds(np.clip(self._held_back_prevalence[row], 1e-6, 1 - 1e-6))
         odds = _odds(np.clip(np.asarray(scores, np.float64), 1e-9, 1 - 1e-9)) * shift
-        return (np.where(none, np.nan, thresholds[row, column]), np.where(none, np.nan, precision[row, column]),
-                np.where(none, np.nan, prevalence[row]), np.where(none, np.nan, odds / (1 + odds)))
+        return (np.where(none, np.nan, self._thresholds[row, column]), np.where(none, np.nan, self._precision[row, column]),
+                np.where(none, np.nan, prevalence), np.where(none, np.nan, odds / (1 + odds)))
 
     def lines(self) -> list[str]:
         """One line per pool a run used: its prevalence and its thresholds for 1, 2 and 3 photos."""
@@ -247,7 +250,7 @@ def estimate_prevalence(pool: HeldBackPool, run: RunScores, name: str) -> tuple[
     """The run's share of fakes among the pool's judged photos (adjusted classify-and-count),
     or the held-back share when the run has too few of them."""
     cut = pool.separating_threshold()
-    tpr, fpr = pool.rates(cut)
+    tpr, fpr = (float(rate[0]) for rate in pool.rates(np.array([cut])))
     flagged_share, photos = run.share_at_or_above(name, cut)
     if photos < MIN_RUN_PHOTOS or tpr <= fpr:
         return pool.prevalence, f"held-back share: {photos} judged photos in the run, {MIN_RUN_PHOTOS} needed"
@@ -261,32 +264,29 @@ def _odds(p: np.ndarray) -> np.ndarray:
     return p / (1 - p)
 
 
-def listing_precision(tpr: float, fpr: float, prevalence: float, photos: int) -> float:
-    """The lower bound on a listing's precision at a threshold with these held-back rates."""
-    false_flags = (1.0 - prevalence) * (1.0 - (1.0 - fpr) ** photos)
-    hits = prevalence * tpr
-    return hits / (hits + false_flags) if hits + false_flags > 0 else 0.0
+def listing_precision(tpr: np.ndarray, fpr: np.ndarray, prevalence: float, photos: int) -> np.ndarray:
+    """The lower bound on a listing's precision at thresholds with these held-back rates."""
+    false_flags = (1.0 - prevalence) * (1.0 - (1.0 - np.asarray(fpr, np.float64)) ** photos)
+    hits = prevalence * np.asarray(tpr, np.float64)
+    total = hits + false_flags
+    return np.divide(hits, total, out=np.zeros_like(total), where=total > 0)
 
 
 def _precision_threshold(pool: HeldBackPool, prevalence: float, photos: int, target: float) -> tuple[float, float | None]:
     """(threshold, precision bound there): of the held-back fake scores whose bound reaches
-    the target, the one with the highest TPR; where none does, the lowest fake score past
-    every held-back genuine one (inf, and no bound, if there is none)."""
+    the target, the lowest (TPR only falls as the threshold rises); where none does, the
+    lowest fake score past every held-back genuine one (inf, and no bound, if there is none)."""
+    candidates = np.unique(pool.fakes)
+    tpr, fpr = pool.rates(candidates)
     genuine = len(pool.genuine)
-    top_genuine = max(pool.genuine, default=-math.inf)
-    reaching: tuple[float, float, float] | None = None  # (tpr, -threshold, precision)
-    past_genuine: tuple[float, float] | None = None  # (threshold, precision)
-    for threshold in sorted(set(pool.fakes)):
-        tpr, fpr = pool.rates(threshold)
-        # An unseen genuine photo may score above every held-back one: (k + 1) / (N + 1).
-        precision = listing_precision(tpr, (fpr * genuine + 1) / (genuine + 1), prevalence, photos)
-        if precision >= target and (reaching is None or (tpr, -threshold) > reaching[:2]):
-            reaching = (tpr, -threshold, precision)
-        if past_genuine is None and threshold > top_genuine:
-            past_genuine = (threshold, precision)
-    if reaching:
-        return -reaching[1], reaching[2]
-    return past_genuine if past_genuine else (math.inf, None)
+    # An unseen genuine photo may score above every held-back one: (k + 1) / (N + 1).
+    precision = listing_precision(tpr, (fpr * genuine + 1) / (genuine + 1), prevalence, photos)
+    reaching = np.flatnonzero(precision >= target)
+    past_genuine = np.flatnonzero(candidates > max(pool.genuine, default=-math.inf))
+    chosen = reaching if len(reaching) else past_genuine
+    if not len(chosen):
+        return math.inf, None
+    return float(candidates[chosen[0]]), float(precision[chosen[0]])
 
 
 def _cold_start_threshold(pool: HeldBackPool, photos: int, rate: float) -> float:
@@ -294,14 +294,16 @@ def _cold_start_threshold(pool: HeldBackPool, photos: int, rate: float) -> float
     at most `rate`; with too few held-back photos to resolve that rate, just beyond the top one
     (as the photo-level cold start does)."""
     per_photo = 1.0 - (1.0 - rate) ** (1.0 / photos)
-    for threshold in sorted(set(pool.genuine)):
-        if _share_at_or_above(pool.genuine, threshold) <= per_photo:
-            return threshold
+    candidates = np.unique(pool.genuine)
+    within = np.flatnonzero(_share_at_or_above(pool.genuine, candidates) <= per_photo)
+    if len(within):
+        return float(candidates[within[0]])
     return float(np.nextafter(max(pool.genuine), np.inf)) if pool.genuine else math.inf
 
 
-def _share_at_or_above(ascending: list[float], threshold: float) -> float:
+def _share_at_or_above(ascending: list[float], thresholds: np.ndarray) -> np.ndarray:
+    thresholds = np.asarray(thresholds, np.float64)
     if not ascending:
-        return 0.0
-    below = int(np.searchsorted(np.asarray(ascending), threshold, side="left"))
+        return np.zeros(thresholds.shape)
+    below = np.searchsorted(np.asarray(ascending, np.float64), thresholds, side="left")
     return (len(ascending) - below) / len(ascending)
