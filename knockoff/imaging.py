@@ -2,8 +2,9 @@
 
 This is the single preprocessing path for training, export checks, indexing and screening,
 so the model never sees pixels prepared one way in training and another in production.
-A JPEG is decoded by libjpeg-turbo at the smallest M/8 scale not below the model's input
-(simplejpeg), which leaves a small resize; everything else through Pillow. The photo is then
+A JPEG is decoded by libjpeg-turbo at the smallest of its SIMD scales (1/8, 1/4, 1/2, 1) not
+below the model's input (simplejpeg), which leaves a small resize; everything else through
+Pillow, whose draft() picks among the same scales. The photo is then
 squashed to a square (every pixel of the listing stays in view; the product is not cropped
 away) by OpenCV. Measured against Pillow's draft + bicubic in benchmarks/screening.py.
 """
@@ -22,7 +23,7 @@ import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # How pixels reach the model, recorded in every exported model's metadata.
-PREPROCESSING = ("RGB, EXIF-upright; JPEG DCT-scaled to the smallest M/8 not below input_size; squashed to "
+PREPROCESSING = ("RGB, EXIF-upright; JPEG DCT-scaled to the smallest of 1/8, 1/4, 1/2, 1 not below input_size; squashed to "
                  "input_size x input_size, bilinear (area past 2x); uint8 NHWC")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
@@ -133,16 +134,29 @@ def _decode_upright_rgb(data: bytes, size: int, name: str, ceiling: int) -> np.n
 
 
 def _decode_jpeg_scaled(data: bytes, size: int, name: str, ceiling: int) -> np.ndarray | None:
-    """libjpeg-turbo's DCT scaling: decoded at the smallest M/8 scale with both sides at least
-    `size` (a 640 px photo at 3/8, 240 px), so most of the pixels are never computed. None
-    when libjpeg-turbo reports a recoverable problem (extraneous bytes, a truncated file):
-    Pillow then decides, as it always did, whether the photo is readable."""
-    height, width, _, _ = simplejpeg.decode_jpeg_header(data, min_height=size, min_width=size)
+    """libjpeg-turbo's DCT scaling: decoded at the smallest of 1/8, 1/4, 1/2 and 1 with both
+    sides at least `size` (a 640 px photo at 1/2, 320 px), so most of the pixels are never
+    computed. Not the smallest M/8: libjpeg-turbo has SIMD inverse DCTs for these four scales
+    only, and 3/8 decodes slower than 4/8 (benchmarks/screening.py, decode_scales). None when
+    libjpeg-turbo reports a recoverable problem (extraneous bytes, a truncated file): Pillow
+    then decides, as it always did, whether the photo is readable."""
+    height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     _refuse_over_ceiling(width, height, name, ceiling)
+    eighths = dct_eighths(height, width, size)
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=size, min_width=size)
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-height * eighths // 8),
+                                      min_width=-(-width * eighths // 8))
     except ValueError:
         return None
+
+
+def dct_eighths(height: int, width: int, size: int) -> int:
+    """M of the M/8 scale a JPEG is decoded at: the smallest of 1, 2, 4, 8 whose output (libjpeg
+    rounds up) has both sides at least `size`; 8 (full size) for a photo smaller than that."""
+    for eighths in (1, 2, 4):
+        if min(-(-height * eighths // 8), -(-width * eighths // 8)) >= size:
+            return eighths
+    return 8
 
 
 def _decode_with_pillow(image: Image.Image, size: int, name: str, ceiling: int) -> np.ndarray:

@@ -55,11 +55,21 @@ def test_every_exif_orientation_lands_where_pillow_puts_it(orientation):
     assert np.abs(decode_rgb(data, 32).astype(float) - expected).mean() < 6
 
 
-def test_jpeg_is_decoded_at_the_smallest_dct_scale_not_below_the_input():
+def test_jpeg_is_decoded_at_the_smallest_simd_dct_scale_not_below_the_input():
     data = _jpeg(np.random.default_rng(0).integers(0, 255, (640, 480, 3), dtype=np.uint8))
-    # 3/8 of 480 is 180 >= 160 > 2/8 of it: the photo is decoded at 240 x 180, then resized
-    assert imaging._decode_jpeg_scaled(data, 160, "photo", 10**9).shape == (240, 180, 3)
+    # 1/4 of 480 is 120 < 160 <= 1/2 of it: decoded at 320 x 240 (not at 3/8, 240 x 180), then resized
+    assert imaging._decode_jpeg_scaled(data, 160, "photo", 10**9).shape == (320, 240, 3)
+    assert imaging._decode_jpeg_scaled(data, 120, "photo", 10**9).shape == (160, 120, 3)
+    assert imaging._decode_jpeg_scaled(data, 60, "photo", 10**9).shape == (80, 60, 3)
     assert imaging._decode_jpeg_scaled(data, 500, "photo", 10**9).shape == (640, 480, 3)
+
+
+@pytest.mark.parametrize(("height", "width", "size", "eighths"), [
+    (640, 640, 224, 4), (448, 448, 224, 4), (447, 447, 224, 4), (446, 446, 224, 8), (2000, 1500, 224, 2), (1800, 1800, 224, 1),
+    (1785, 1800, 224, 1), (1784, 1800, 224, 2), (900, 5000, 224, 2), (100, 100, 224, 8), (348, 348, 224, 8),
+])
+def test_dct_scale_is_the_smallest_power_of_two_covering_the_input(height, width, size, eighths):
+    assert imaging.dct_eighths(height, width, size) == eighths
 
 
 def test_greyscale_and_progressive_jpegs_decode_like_baseline_ones():
