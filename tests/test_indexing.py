@@ -88,7 +88,7 @@ def test_a_new_product_needs_only_its_genuine_photos(tiny_onnx, tmp_path, sample
 
     embedder = OnnxEmbedder(tiny_onnx)
     result = match(after, embedder.embed(load_rgb(photos[1], 160)[None]))
-    assert result.product == ["acme tote"] and result.nearest_genuine[0][0]["similarity"] > 0.999
+    assert result.product == ["acme tote"] and result.nearest_genuine[0].as_py()[0]["similarity"] > 0.999
     again = add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote")
     assert (again.added, again.already_present) == (0, 3)
 

@@ -38,11 +38,13 @@ def test_fake_looking_photo_scores_high_and_matches_its_product(gallery):
 
 def test_evidence_lists_nearest_genuine_and_fakes_in_order(gallery):
     result = match(gallery, np.stack([unit(1, 0.02, 0.31)]))
-    genuine, fakes = result.nearest_genuine[0], result.nearest_fake[0]
+    genuine, fakes = result.nearest_genuine[0].as_py(), result.nearest_fake[0].as_py()
     assert [e["authenticity"] for e in genuine] == [GENUINE, GENUINE]
     assert [e["authenticity"] for e in fakes] == [FAKE, FAKE]
     assert fakes[0]["similarity"] >= fakes[1]["similarity"] and fakes[0]["similarity"] > genuine[0]["similarity"]
-    assert len(result.neighbors[0]) == 3 and result.neighbors[0][0]["listing_id"] == fakes[0]["listing_id"]
+    neighbors = result.neighbors[0].as_py()
+    assert len(neighbors) == 3 and neighbors[0]["listing_id"] == fakes[0]["listing_id"]
+    assert [e["row"] for e in neighbors] == [e["row"] for e in sorted(neighbors, key=lambda e: -e["similarity"])]
 
 
 def test_product_similarity_is_the_closest_reference_of_that_product(gallery):
@@ -62,8 +64,9 @@ def test_a_side_missing_from_the_candidates_is_found_by_a_restricted_search():
     built = Gallery.build(np.stack(fakes + [genuine]), records, INFO, scorer=ScorerParams(k=3, temperature=1e-4, candidates=3, evidence=2))
     query = unit(1, 0.005, 0)
     result = match(built, query[None])
-    assert [e["listing_id"] for e in result.nearest_genuine[0]] == ["G"]
-    assert result.nearest_genuine[0][0]["similarity"] == pytest.approx(float(query @ genuine), abs=1e-5)
+    evidence = result.nearest_genuine[0].as_py()
+    assert [e["listing_id"] for e in evidence] == ["G"]
+    assert evidence[0]["similarity"] == pytest.approx(float(query @ genuine), abs=1e-5)
     assert result.raw[0] == pytest.approx(float(query @ fakes[0]) - float(query @ genuine), abs=1e-3)
 
 

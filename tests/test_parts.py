@@ -1,6 +1,7 @@
 import pyarrow.parquet as pq
 import pytest
 
+from knockoff import parts
 from knockoff.parts import PartWriter, ResumeError, parts_dir
 from knockoff.records import ImageRecord
 
@@ -22,6 +23,19 @@ def test_parts_commit_whole_and_merge_in_order(tmp_path):
     assert (summary.rows, summary.flagged, summary.failed) == (25, 9, 4)
     assert pq.read_schema(out).metadata[b"knockoff.model_version"] == b"m1"
     assert not parts_dir(out).exists()
+
+
+def test_batches_are_held_into_row_groups_of_row_group_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(parts, "ROW_GROUP_ROWS", 12)
+    out = tmp_path / "r.parquet"
+    writer = PartWriter(out, {"inputs": ["a"]}, rows_per_part=40)
+    for start in range(0, 50, 5):
+        writer.write(_rows(start, 5))
+    (part,) = parts_dir(out).glob("part-*.parquet")  # rows 0-39; 40-49 held, not yet written
+    assert [pq.ParquetFile(part).metadata.row_group(i).num_rows for i in range(3)] == [15, 15, 10]
+    assert not list(parts_dir(out).glob("*.tmp"))
+    writer.finish()
+    assert pq.read_table(out).column("listing_id").to_pylist() == [str(i) for i in range(50)]
 
 
 def test_an_unfinished_part_is_dropped_and_resume_skips_the_committed_rows(tmp_path):

@@ -11,10 +11,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from knockoff.batches import DecodedBatch
 from knockoff.gallery import Gallery, ModelMismatchError
+from knockoff.imaging import load_rgb
 from knockoff.indexing import IndexConfig, index
 from knockoff.parts import parts_dir
-from knockoff.screen import Scorer, ScreenOptions, screen
+from knockoff.records import ImageRecord
+from knockoff.screen import Scorer, ScreenOptions, iter_inputs, run_pipeline, screen
 from tests.helpers import REPO, SAMPLE, interrupt_scoring, write_crawl, write_image
 
 
@@ -64,6 +67,38 @@ def test_model_streams_keep_input_order_and_give_the_rows_one_stream_gives(tiny_
         assert (one["score"] is None and three["score"] is None) or abs(one["score"] - three["score"]) < 1e-5
     assert ScreenOptions(threads=2).streams == 1 and ScreenOptions(device="cuda").streams == 1
     assert ScreenOptions(model_streams=2).session_threads >= 1
+
+
+@pytest.mark.parametrize(("options", "expected"), [(ScreenOptions(), 1), (ScreenOptions(search_threads=3), 3)])
+def test_post_thread_searches_on_the_openmp_threads_it_is_given(tiny_onnx, tiny_gallery, options, expected):
+    """On CPU the model streams fill every core: FAISS's OpenMP workers would spin against them."""
+    import faiss
+
+    scorer = Scorer(tiny_onnx, tiny_gallery)
+    main_thread_threads = faiss.omp_get_max_threads()
+    seen = []
+    run_pipeline(iter_inputs([str(SAMPLE / "uploads")]), scorer, options, lambda rows: seen.append(faiss.omp_get_max_threads()))
+    assert seen and set(seen) == {expected}
+    assert faiss.omp_get_max_threads() == main_thread_threads  # set for the post thread alone
+    assert ScreenOptions(device="cuda").post_search_threads is None
+
+
+def test_a_failed_record_between_decoded_ones_shifts_no_match(tiny_onnx, tiny_gallery):
+    """Rows are built column by column: each decoded record keeps its own match and evidence."""
+    scorer = Scorer(tiny_onnx, tiny_gallery)
+    photos = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:3]
+    records = [ImageRecord(path=str(photo), listing_id=f"L{i}") for i, photo in enumerate(photos)]
+    images = np.stack([load_rgb(photo, scorer.input_size) for photo in photos])
+    clean = scorer.rows(DecodedBatch(records, images, [None] * 3), scorer.embed(DecodedBatch(records, images, [None] * 3)))
+    broken = DecodedBatch(records, images[[0, 2]], [None, "cannot decode", None])
+    rows = scorer.rows(broken, scorer.embed(broken)).to_pylist()
+    assert [r["listing_id"] for r in rows] == ["L0", "L1", "L2"]
+    assert rows[1]["status"] == "error" and rows[1]["error"] == "cannot decode"
+    assert all(rows[1][name] is None for name in ("score", "flagged", "product", "neighbors", "nearest_genuine", "embedding"))
+    for row, expected in zip((rows[0], rows[2]), (clean.slice(0, 1).to_pylist()[0], clean.slice(2, 1).to_pylist()[0])):
+        assert row["nearest_genuine"] == expected["nearest_genuine"] and row["neighbors"] == expected["neighbors"]
+        assert (row["status"], row["product"], row["score"]) == (expected["status"], expected["product"], expected["score"])
+        assert row["neighbors"] and row["embedding"] == pytest.approx(expected["embedding"], abs=1e-3)
 
 
 def test_results_carry_versions_in_file_metadata(tiny_onnx, tiny_gallery, tmp_path):

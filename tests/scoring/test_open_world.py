@@ -90,14 +90,15 @@ def test_a_photo_is_judged_only_against_its_own_products_references(open_gallery
     query = unit(1, 0.01, 0, 0, 0) + 0.2 * unit(0, 1, 0.3, 0, 0)
     result = match(open_gallery, unit(*query)[None])
     assert result.product == ["bag"]
-    assert {e["product"] for e in result.nearest_fake[0] + result.nearest_genuine[0] + result.neighbors[0]} == {"bag"}
+    evidence = [e for column in (result.nearest_fake, result.nearest_genuine, result.neighbors) for e in column[0].as_py()]
+    assert {e["product"] for e in evidence} == {"bag"}
     assert result.raw[0] < 0  # nearer bag genuine than bag fakes
 
 
 def test_a_claimed_product_is_the_one_judged_and_the_mismatch_shows(open_gallery):
     result = match(open_gallery, unit(1, 0.01, 0, 0, 0)[None], claimed=["SHOE"])
     assert result.product == ["shoe"] and result.matched_product == ["bag"]
-    assert {e["product"] for e in result.nearest_genuine[0]} == {"shoe"}
+    assert {e["product"] for e in result.nearest_genuine[0].as_py()} == {"shoe"}
 
 
 def test_statuses_no_match_unsupported_and_scored(open_gallery):
