@@ -130,13 +130,15 @@ def decode_scales(paths: list[str]) -> dict[str, float]:
     memory): why knockoff.imaging decodes at 1/2 rather than the smaller 3/8."""
     import simplejpeg
 
+    from knockoff.imaging import scaled_side
+
     encoded = [Path(path).read_bytes() for path in paths]
     found = {}
     for eighths in range(1, 9):
         started = time.thread_time()
         for data in encoded:
             height, width = simplejpeg.decode_jpeg_header(data)[:2]
-            simplejpeg.decode_jpeg(data, min_height=-(-height * eighths // 8), min_width=-(-width * eighths // 8))
+            simplejpeg.decode_jpeg(data, min_height=scaled_side(height, eighths), min_width=scaled_side(width, eighths))
         found[f"{eighths}/8"] = (time.thread_time() - started) / len(encoded)
     return found
 

@@ -144,8 +144,8 @@ def _decode_jpeg_scaled(data: bytes, size: int, name: str, ceiling: int) -> np.n
     _refuse_over_ceiling(width, height, name, ceiling)
     eighths = dct_eighths(height, width, size)
     try:
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-height * eighths // 8),
-                                      min_width=-(-width * eighths // 8))
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=scaled_side(height, eighths),
+                                      min_width=scaled_side(width, eighths))
     except ValueError:
         return None
 
@@ -154,9 +154,14 @@ def dct_eighths(height: int, width: int, size: int) -> int:
     """M of the M/8 scale a JPEG is decoded at: the smallest of 1, 2, 4, 8 whose output (libjpeg
     rounds up) has both sides at least `size`; 8 (full size) for a photo smaller than that."""
     for eighths in (1, 2, 4):
-        if min(-(-height * eighths // 8), -(-width * eighths // 8)) >= size:
+        if min(scaled_side(height, eighths), scaled_side(width, eighths)) >= size:
             return eighths
     return 8
+
+
+def scaled_side(side: int, eighths: int) -> int:
+    """A side decoded at M/8 scale, as libjpeg computes it (rounded up)."""
+    return -(-side * eighths // 8)
 
 
 def _decode_with_pillow(image: Image.Image, size: int, name: str, ceiling: int) -> np.ndarray:

@@ -215,7 +215,7 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
 
     batches = decode_batches(records, scorer.input_size, options.batch_size, options.workers, options.prefetch)
     with ThreadPoolExecutor(max_workers=options.streams, thread_name_prefix="model") as model, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="post", initializer=search_threads,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="post", initializer=_set_search_threads,
                                initargs=(options.post_search_threads,)) as poster:
         embedding: deque[tuple[DecodedBatch, Future[np.ndarray]]] = deque()
         pending: deque[Future[None]] = deque()
@@ -242,7 +242,7 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
             raise
 
 
-def search_threads(count: int | None) -> None:
+def _set_search_threads(count: int | None) -> None:
     """Set this thread's FAISS (OpenMP) threads; an OpenMP thread count is per calling thread,
     so it must be set in the thread that searches."""
     if count:
@@ -270,25 +270,28 @@ def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, s
     records take their match in order, a failed one has status "error" and no match."""
     records, n = batch.records, len(batch.records)
     ok = batch.ok
-    # Each record's place among the decoded photos, null for a failed one: `take` spreads a
-    # column of matches over the batch, null where a record failed.
-    place = pa.array(np.cumsum(ok) - 1, pa.int64(), mask=~ok)
-    at = np.cumsum(ok) - 1  # the same, for Python lists (read only where ok)
+    # Each record's place among the decoded photos; `take` with it spreads a column of matches
+    # over the batch, null where a record failed (`spread` does the same for a Python list).
+    at = np.cumsum(ok) - 1
+    place = pa.array(at, pa.int64(), mask=~ok)
+
+    def spread(values: list, failed: object = None) -> list:
+        return [values[at[i]] if ok[i] else failed for i in range(n)]
+
     scored = np.array([status == "scored" for status in matches.status], bool)
     claimed = [record.product for record in records]
-    matched = [matches.matched_product[at[i]] if ok[i] else None for i in range(n)]
-    product = [matches.product[at[i]] if ok[i] else None for i in range(n)]
+    matched, product = spread(matches.matched_product), spread(matches.product)
     columns: dict[str, pa.Array | list] = {
         "listing_id": [record.listing_id for record in records],
         **{name: [getattr(record, name) for record in records] for name in LISTING_FIELDS},
         "path": [record.path for record in records],
         "source": [record.source for record in records],
-        "status": [matches.status[at[i]] if ok[i] else "error" for i in range(n)],
-        "status_reason": [matches.reason[at[i]] if ok[i] else None for i in range(n)],
+        "status": spread(matches.status, "error"),
+        "status_reason": spread(matches.reason),
         "score": _numbers(np.where(scored, matches.score, np.nan)).take(place),
         "flagged": pa.array(np.asarray(matches.flagged, bool)).take(place),
         "threshold": _numbers(matches.threshold).take(place),
-        "calibration_level": [matches.level[at[i]] if ok[i] else None for i in range(n)],
+        "calibration_level": spread(matches.level),
         "raw_score": pa.array(np.asarray(matches.raw, np.float32)).take(place),
         "product": product,
         "product_similarity": _numbers(matches.product_similarity).take(place),
