@@ -5,7 +5,7 @@ the model and memory does not grow with the crawl:
 
     records -> [decode threads: reduce-on-decode JPEG, resize] -> batches (bounded prefetch)
             -> [model streams: onnxruntime, releases the GIL; on CPU one per core, each
-                running its batch on one thread] -> embeddings, in order
+                running 2 photos at a time on one thread] -> embeddings, in order
             -> [post thread: FAISS search, scoring, evidence, Parquet part] (bounded)
 
 An image that cannot be read becomes a row with `error` set; the run goes on. Rows are
@@ -14,6 +14,7 @@ committed in parts, so an interrupted run resumes where it stopped (`--resume`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import deque
@@ -44,12 +45,22 @@ DEFAULT_GALLERY = Path("models/gallery")
 
 @dataclass(frozen=True)
 class ScreenOptions:
-    # 16, not 32: end to end 174 against 171 images/s in the tuning sweep and 166 against 159
-    # in interleaved runs (benchmarks/screening.py --tune; 2 cores, model streams)
-    batch_size: int = 16
+    # Photos decoded, searched, scored and written together: the search, scoring and rows cost
+    # less per photo in large batches (the post thread's CPU: 0.17 ms per photo at 64, 0.29 at
+    # 16). The model takes them in runs of `model_batch`, shared among the streams. End to end
+    # on 2 cores, runs of 2 (benchmarks/screening.py --tune: interleaved, medians of 3): batch
+    # 64, 188.1 images/s; 32, 186.4; 128, 182.9. Batches of 16 run whole, as before: 174.1.
+    batch_size: int = 64
     decode_workers: int | None = None  # None: one per core
     threads: int | None = None  # onnxruntime intra-op threads per model stream; None: cores / streams
     device: str = "cpu"
+    # The most photos per onnxruntime run. None: 2 on CPU, where a run's activations then stay
+    # in cache while decode threads share it (EfficientNet-lite0's widest layers hold about
+    # 5 MB per photo); the whole batch on a GPU. Batch 64 in runs of 2, 4, 8, 16: 188.1, 184.0,
+    # 180.1, 178.7 images/s end to end, 10.50, 10.74, 10.98, 11.06 ms of CPU per photo (--tune,
+    # as above). The model alone is fastest at 2-4 as well (its first pass: 213.0 and 213.8
+    # images/s against 205.5 at 1, 196.0 at 8 and 198.2 at 16).
+    model_batch: int | None = None
     prefetch: int = 2  # decoded batches waiting for the model
     post_queue: int = 2  # embedded batches waiting for search, scoring and writing
     rows_per_part: int = 4096  # rows per committed part: the most a crash can cost
@@ -79,6 +90,11 @@ class ScreenOptions:
         if self.model_streams:
             return self.model_streams
         return 1 if self.device != "cpu" or self.threads else os.cpu_count() or 1
+
+    @property
+    def run_batch(self) -> int | None:
+        """Photos per onnxruntime run (None: the whole batch)."""
+        return self.model_batch or (2 if self.device == "cpu" else None)
 
     @property
     def post_search_threads(self) -> int | None:
@@ -140,8 +156,8 @@ class Scorer:
     def input_size(self) -> int:
         return self.embedder.info.input_size
 
-    def embed(self, batch: DecodedBatch) -> np.ndarray:
-        return self.embedder.embed(batch.images)
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return self.embedder.embed(images)
 
     def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> pa.Table:
         """The batch's result rows, each with its embedding (PART_SCHEMA; null where it failed)."""
@@ -197,10 +213,13 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
                  sink: Callable[[pa.Table], None]) -> None:
     """Decode, embed and post-process overlapping; `sink` gets each batch's rows in input order.
 
-    `options.streams` batches are in the model at once (one session, called from that many
-    threads). The post stage (FAISS search, scoring, building rows, `sink`) runs in one
-    thread beside the model, at most `post_queue` batches behind it. Its first error stops
-    the run: no later batch reaches `sink`, so the output never has a gap.
+    The model streams (one session, called from `options.streams` threads) take runs of at
+    most `options.run_batch` photos, not whole batches: a batch is searched, scored and
+    written whole, which is cheaper per photo in large batches, while the model runs at the
+    size it runs fastest, and the last batch of the input is shared among the streams rather
+    than left to one. The post stage (FAISS search, scoring, building rows, `sink`) runs in
+    one thread beside the model, at most `post_queue` batches behind it. Its first error
+    stops the run: no later batch reaches `sink`, so the output never has a gap.
     """
     failed = Event()
 
@@ -217,19 +236,23 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
     with ThreadPoolExecutor(max_workers=options.streams, thread_name_prefix="model") as model, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="post", initializer=_set_search_threads,
                                initargs=(options.post_search_threads,)) as poster:
-        embedding: deque[tuple[DecodedBatch, Future[np.ndarray]]] = deque()
+        embedding: deque[tuple[DecodedBatch, list[Future[np.ndarray]]]] = deque()
         pending: deque[Future[None]] = deque()
 
         def hand_on_oldest() -> None:  # in input order: the oldest batch's embeddings go to post
-            batch, embedded = embedding.popleft()
-            pending.append(poster.submit(post, batch, embedded.result()))
+            batch, runs = embedding.popleft()
+            pending.append(poster.submit(post, batch, np.concatenate([run.result() for run in runs])))
             while len(pending) > options.post_queue:
                 pending.popleft().result()
 
+        def queued_behind_oldest() -> int:  # runs that keep the streams busy while the oldest is awaited
+            return sum(len(runs) for _, runs in itertools.islice(embedding, 1, None))
+
         try:
             for batch in batches:
-                embedding.append((batch, model.submit(scorer.embed, batch)))
-                while len(embedding) > options.streams:
+                embedding.append((batch, [model.submit(scorer.embed, images)
+                                          for images in _runs(batch.images, options.run_batch)]))
+                while queued_behind_oldest() >= options.streams:
                     hand_on_oldest()
             while embedding:
                 hand_on_oldest()
@@ -237,9 +260,17 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
                 pending.popleft().result()
         except BaseException:
             failed.set()
-            for _, embedded in embedding:
-                embedded.cancel()
+            for _, runs in embedding:
+                for run in runs:
+                    run.cancel()
             raise
+
+
+def _runs(images: np.ndarray, run_batch: int | None) -> list[np.ndarray]:
+    """A batch's images in model runs of at most `run_batch` (None: one run); one empty run
+    for a batch where nothing decoded."""
+    step = run_batch or len(images) or 1
+    return [images[start:start + step] for start in range(0, len(images), step)] or [images]
 
 
 def _set_search_threads(count: int | None) -> None:

@@ -69,6 +69,25 @@ def test_model_streams_keep_input_order_and_give_the_rows_one_stream_gives(tiny_
     assert ScreenOptions(model_streams=2).session_threads >= 1
 
 
+@pytest.mark.parametrize("model_batch", [1, 3])
+def test_batches_embedded_in_smaller_model_runs_give_the_same_rows(tiny_onnx, tiny_gallery, tmp_path, model_batch):
+    """A batch is searched, scored and written whole, while the model runs it in pieces."""
+    tables = {}
+    for name, options in (("whole", ScreenOptions(batch_size=8, model_batch=8)),
+                          ("pieces", ScreenOptions(batch_size=8, model_batch=model_batch))):
+        screen([str(SAMPLE / "listings.csv")], tmp_path / f"{name}.parquet", tiny_onnx, tiny_gallery, options)
+        tables[name] = pq.read_table(tmp_path / f"{name}.parquet", columns=["path", "status", "score", "error"]).to_pylist()
+    assert [r["path"] for r in tables["pieces"]] == [r["path"] for r in tables["whole"]] and len(tables["whole"]) == 33
+    for whole, pieces in zip(tables["whole"], tables["pieces"]):
+        assert whole["status"] == pieces["status"] and whole["error"] == pieces["error"]
+        assert (whole["score"] is None and pieces["score"] is None) or abs(whole["score"] - pieces["score"]) < 1e-5
+
+
+def test_the_model_runs_2_photos_at_a_time_on_cpu_and_whole_batches_on_a_gpu():
+    assert ScreenOptions().run_batch == 2 and ScreenOptions(model_batch=4).run_batch == 4
+    assert ScreenOptions(device="cuda").run_batch is None
+
+
 @pytest.mark.parametrize(("options", "expected"), [(ScreenOptions(), 1), (ScreenOptions(search_threads=3), 3)])
 def test_post_thread_searches_on_the_openmp_threads_it_is_given(tiny_onnx, tiny_gallery, options, expected):
     """On CPU the model streams fill every core: FAISS's OpenMP workers would spin against them."""
@@ -89,9 +108,9 @@ def test_a_failed_record_between_decoded_ones_shifts_no_match(tiny_onnx, tiny_ga
     photos = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:3]
     records = [ImageRecord(path=str(photo), listing_id=f"L{i}") for i, photo in enumerate(photos)]
     images = np.stack([load_rgb(photo, scorer.input_size) for photo in photos])
-    clean = scorer.rows(DecodedBatch(records, images, [None] * 3), scorer.embed(DecodedBatch(records, images, [None] * 3)))
+    clean = scorer.rows(DecodedBatch(records, images, [None] * 3), scorer.embed(images))
     broken = DecodedBatch(records, images[[0, 2]], [None, "cannot decode", None])
-    rows = scorer.rows(broken, scorer.embed(broken)).to_pylist()
+    rows = scorer.rows(broken, scorer.embed(broken.images)).to_pylist()
     assert [r["listing_id"] for r in rows] == ["L0", "L1", "L2"]
     assert rows[1]["status"] == "error" and rows[1]["error"] == "cannot decode"
     assert all(rows[1][name] is None for name in ("score", "flagged", "product", "neighbors", "nearest_genuine", "embedding"))
