@@ -340,6 +340,7 @@ def main() -> None:
         print(f"  {name:<46} {value:6.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"photos": len(paths), "cores": os.cpu_count(), "cpu": cpu, "batch_size": args.batch_size,
+                                    "model_batch": options.run_batch,
                                     "repeats": args.repeats,
                                     "decode_ms_per_photo": round(decode_s * 1000, 3),
                                     "decode_steps_ms": {name: round(v * 1000, 3) for name, v in steps_s.items()},

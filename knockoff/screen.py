@@ -267,10 +267,11 @@ def run_pipeline(records: Iterable[ImageRecord], scorer: Scorer, options: Screen
 
 
 def _runs(images: np.ndarray, run_batch: int | None) -> list[np.ndarray]:
-    """A batch's images in model runs of at most `run_batch` (None: one run); one empty run
-    for a batch where nothing decoded."""
-    step = run_batch or len(images) or 1
-    return [images[start:start + step] for start in range(0, len(images), step)] or [images]
+    """A batch's images in model runs of at most `run_batch` (None: one run, empty too where
+    nothing decoded)."""
+    if not run_batch or len(images) <= run_batch:
+        return [images]
+    return [images[start:start + run_batch] for start in range(0, len(images), run_batch)]
 
 
 def _set_search_threads(count: int | None) -> None:
