@@ -1,13 +1,13 @@
 """Fine-tune the Knockoff embedder: `python train.py [--params params.yaml] [--out models/checkpoint.pt]`.
 
-A thin entry point for the DVC `train` stage; the loop itself is knockoff/training.py.
+A thin entry point for the DVC `train` stage; the loop itself is knockoff/model/training.py.
 """
 
 import argparse
 from pathlib import Path
 
+from knockoff.model.training import TrainConfig, train
 from knockoff.params import load_config
-from knockoff.training import TrainConfig, train
 
 
 def main() -> None:

@@ -27,15 +27,15 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from knockoff.cpu import cpu_description
 from knockoff.data import read_source
-from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, calibration_specs, copies_of_references, index
-from knockoff.matching import match
-from knockoff.metrics import roc_auc
+from knockoff.data.records import FAKE
+from knockoff.evaluation.metrics import roc_auc
+from knockoff.gallery.indexing import IndexConfig, calibration_specs, copies_of_references, index
+from knockoff.gallery.matching import match
+from knockoff.gallery.store import Gallery
 from knockoff.params import load_config
-from knockoff.records import FAKE
+from knockoff.runtime.cpu import cpu_description
+from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 from knockoff.scoring.open_world import SCORED, cold_start_distance, decide
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from knockoff.model.export import ExportConfig, run_export
-    from knockoff.training import TrainConfig, train
+    from knockoff.model.training import TrainConfig, train
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="knockoff-cold-start-") as scratch:

@@ -1,4 +1,4 @@
-"""Copy detection (knockoff/copies.py) on real photos with a copier's edits, and on
+"""Copy detection (knockoff/images/copies.py) on real photos with a copier's edits, and on
 same-shoot photos that are not copies.
 
 Positives: 100 sneakers `valid` and 60 grocery-packages `val` photos (seeded sample), each
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from knockoff.copies import features, grey_thumbnail, verify
-from knockoff.cpu import cpu_description
+from knockoff.images.copies import features, grey_thumbnail, verify
+from knockoff.runtime.cpu import cpu_description
 
 ROOT = Path(os.environ.get("KNOCKOFF_DATA", "data/raw"))
 rng = random.Random(0)

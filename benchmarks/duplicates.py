@@ -41,9 +41,9 @@ from PIL import Image, ImageOps
 sys.path.insert(0, str(Path(__file__).parent))
 from copies import EDITS  # noqa: E402  (the same seven edits as the copy verifier's benchmark)
 
-from knockoff.cpu import cpu_description  # noqa: E402
-from knockoff.listings.duplicates import DuplicateOptions, candidate_pairs  # noqa: E402
-from knockoff.screen import ScreenOptions, screen  # noqa: E402
+from knockoff.runtime.cpu import cpu_description  # noqa: E402
+from knockoff.screening.duplicates import DuplicateOptions, candidate_pairs  # noqa: E402
+from knockoff.screening.screen import ScreenOptions, screen  # noqa: E402
 
 ROOT = Path(os.environ.get("KNOCKOFF_DATA", "data/raw"))
 

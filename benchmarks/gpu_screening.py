@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.batches import decode_batches
-from knockoff.cpu import cpu_description
-from knockoff.embedding import OnnxEmbedder
-from knockoff.records import ImageRecord
+from knockoff.data.records import ImageRecord
+from knockoff.runtime.batches import decode_batches
+from knockoff.runtime.cpu import cpu_description
+from knockoff.runtime.embedding import OnnxEmbedder
 
 
 def crawl_folder(sources: list[Path], count: int, into: Path) -> list[str]:
@@ -98,7 +98,7 @@ def post_thread_seconds(folder: Path, model: Path, index: Path, workers: int, ba
                         device: str = "cuda") -> float:
     """CPU seconds per photo that the post thread spends in `Scorer.rows` (search, verdicts,
     evidence, rows), measured with the thread's own clock during a real in-process run."""
-    from knockoff.screen import Scorer, ScreenOptions, screen
+    from knockoff.screening.screen import Scorer, ScreenOptions, screen
 
     spent, photos = [0.0], [0]
     real_rows = Scorer.rows

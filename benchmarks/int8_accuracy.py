@@ -1,6 +1,6 @@
 """int8 against fp32 on sneakers `valid`, on this CPU and on emulated CPUs without VNNI.
 
-int8 arithmetic differs between x86 CPUs (knockoff/cpu.py): without VNNI, onnxruntime's
+int8 arithmetic differs between x86 CPUs (knockoff/runtime/cpu.py): without VNNI, onnxruntime's
 uint8 x int8 kernels saturate unless the session asks for its exact kernels, which every
 Knockoff session does. This measures what a user gets, CPU by CPU:
 - ROC-AUC of the int8 model's queries against the fp32 gallery (sneakers train), minus fp32's;
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.batches import decode_batches
-from knockoff.cpu import cpu_description
 from knockoff.data import read_source
-from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
-from knockoff.matching import match
-from knockoff.metrics import roc_auc
-from knockoff.records import FAKE
+from knockoff.data.records import FAKE
+from knockoff.evaluation.metrics import roc_auc
+from knockoff.gallery.matching import match
+from knockoff.gallery.store import Gallery
+from knockoff.runtime.batches import decode_batches
+from knockoff.runtime.cpu import cpu_description
+from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 
 
 def int8_embeddings(model: Path, images: np.ndarray, exact_setting: bool, batch_size: int = 16) -> np.ndarray:

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from knockoff.cpu import cpu_description
-from knockoff.listings.calibration import HeldBackPool, HeldBackScores
-from knockoff.results import RESULT_SCHEMA
+from knockoff.runtime.cpu import cpu_description
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
+from knockoff.screening.results import RESULT_SCHEMA
 
 CHUNK = 100_000
 MEASURE = """

@@ -27,21 +27,21 @@ import csv
 import json
 import tempfile
 import time
-from dataclasses import asdict
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from knockoff.data import read_source
-from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, fit_calibrations, split_unmonitored
+from knockoff.evaluation.metrics import roc_auc
+from knockoff.gallery.indexing import IndexConfig, fit_calibrations, split_unmonitored
+from knockoff.gallery.store import Gallery
 from knockoff.listings import write_listings, write_sellers
 from knockoff.listings.marketplace import listing_truth, pools, seller_truth, simulate
-from knockoff.metrics import roc_auc
-from knockoff.screen import ScreenOptions, screen
+from knockoff.runtime.embedding import OnnxEmbedder, embed_records
+from knockoff.screening.screen import ScreenOptions, screen
 
 
 def precision_at_k(truth: np.ndarray, scores: np.ndarray, k: int) -> float:

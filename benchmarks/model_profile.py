@@ -19,8 +19,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from knockoff.embedding import OnnxEmbedder, session_options
-from knockoff.quantize import float_convolutions
+from knockoff.runtime.embedding import OnnxEmbedder
+from knockoff.runtime.quantize import float_convolutions
+from knockoff.runtime.sessions import session_options
 
 
 def operator_shares(model_path: Path, batch_size: int = 32, runs: int = 6) -> dict[str, float]:

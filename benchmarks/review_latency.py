@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from playwright.sync_api import sync_playwright
-
-from knockoff.data import data_root
 from knockoff_serve.app import create_app
 from knockoff_serve.auth import add_user
 from knockoff_serve.runs import import_results
 from knockoff_serve.server import BackgroundServer
 from knockoff_serve.settings import Settings
 from knockoff_serve.store import closing, connect, initialize
+from playwright.sync_api import sync_playwright
+
+from knockoff.data import data_root
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]

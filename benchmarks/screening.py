@@ -36,12 +36,12 @@ if not sys.stderr.isatty():  # a log file: no progress bars (tqdm reads this whe
 
 import numpy as np  # noqa: E402
 
-from knockoff.batches import decode_batches  # noqa: E402
-from knockoff.cpu import cpu_description  # noqa: E402
 from knockoff.data import read_sources  # noqa: E402
-from knockoff.embedding import OnnxEmbedder  # noqa: E402
-from knockoff.gallery import Gallery  # noqa: E402
-from knockoff.screen import ScreenOptions, screen  # noqa: E402
+from knockoff.gallery.store import Gallery  # noqa: E402
+from knockoff.runtime.batches import decode_batches  # noqa: E402
+from knockoff.runtime.cpu import cpu_description  # noqa: E402
+from knockoff.runtime.embedding import OnnxEmbedder  # noqa: E402
+from knockoff.screening.screen import ScreenOptions, screen  # noqa: E402
 
 
 def median_of(repeats: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
@@ -91,7 +91,7 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
     """CPU seconds per photo of each step inside decode + resize (one thread, bytes in memory).
 
     dct-scaled decode: libjpeg-turbo at the smallest of its SIMD scales (1/8, 1/4, 1/2, 1)
-    that still covers `size`, as knockoff.imaging does (1/2 for 640 px); resize: knockoff.imaging.squash from there to
+    that still covers `size`, as knockoff.images.decode does (1/2 for 640 px); resize: knockoff.images.decode.squash from there to
     `size`; entropy-decode floor: the same JPEG at 1/8 scale, the least work libjpeg can do
     for a file (every coefficient is still Huffman-decoded), so no JPEG decoder gets below it;
     pillow draft + bicubic: the path before issue 13 (1/2 scale, then Pillow's bicubic).
@@ -100,7 +100,7 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
 
     from PIL import Image
 
-    from knockoff.imaging import _decode_jpeg_scaled, squash
+    from knockoff.images.decode import _decode_jpeg_scaled, squash
 
     encoded = [Path(path).read_bytes() for path in paths]
 
@@ -134,10 +134,10 @@ def decode_steps(paths: list[str], size: int) -> dict[str, float]:
 
 def decode_scales(paths: list[str]) -> dict[str, float]:
     """CPU seconds per photo of libjpeg-turbo decoding at each M/8 scale (one thread, bytes in
-    memory): why knockoff.imaging decodes at 1/2 rather than the smaller 3/8."""
+    memory): why knockoff.images.decode decodes at 1/2 rather than the smaller 3/8."""
     import simplejpeg
 
-    from knockoff.imaging import scaled_side
+    from knockoff.images.decode import scaled_side
 
     encoded = [Path(path).read_bytes() for path in paths]
     found = {}
@@ -162,7 +162,7 @@ def end_to_end(model: Path, gallery: Path, manifest: Path, count: int, options: 
 def post_share(model: Path, gallery: Path, manifest: Path, options: ScreenOptions) -> dict[str, float]:
     """One end-to-end run with the post thread's CPU time counted (FAISS search, scoring,
     rows): its ms per photo and its share of the run's CPU time."""
-    from knockoff.screen import Scorer, run_pipeline, write_run
+    from knockoff.screening.screen import Scorer, run_pipeline, write_run
 
     scorer = Scorer(model, gallery, options.session_threads, options.device)
     post_cpu = [0.0]
@@ -366,7 +366,7 @@ def _ratios(figures: dict[str, float]) -> dict[str, float]:
 
 
 def _record(path: str):
-    from knockoff.records import ImageRecord
+    from knockoff.data.records import ImageRecord
 
     return ImageRecord(path=path)
 

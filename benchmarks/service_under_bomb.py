@@ -28,6 +28,7 @@ from knockoff_serve.auth import add_user, create_api_token
 from knockoff_serve.server import BackgroundServer
 from knockoff_serve.settings import Settings
 from knockoff_serve.store import closing, connect, initialize
+
 from tests.helpers import zero_png
 
 

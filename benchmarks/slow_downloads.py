@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from knockoff import imaging
-from knockoff.screen import ScreenOptions, screen
+from knockoff.images import decode
+from knockoff.screening.screen import ScreenOptions, screen
 
 
 class Trickle(http.server.BaseHTTPRequestHandler):
@@ -60,7 +60,7 @@ def main() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    imaging.DOWNLOAD_DEADLINE_S = args.deadline
+    decode.DOWNLOAD_DEADLINE_S = args.deadline
     found = sorted(str(p.resolve()) for p in args.photos.rglob("*.jpg"))
     local = [found[i % len(found)] for i in range(args.local)]
     every = max(1, args.local // max(args.slow, 1))

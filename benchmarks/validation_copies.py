@@ -4,7 +4,7 @@ The sneakers export holds augmented copies of one photograph (rotated, mirrored,
 under neighbouring numbers, some in `train`, some in `valid`: a validation photo whose copy
 is a gallery reference finds itself, and flatters every figure measured on `valid`. This
 finds, for each `valid` photo, its 5 nearest references by embedding and checks each with the
-copy detector (knockoff/copies.py, through `indexing.copies_of_references`, as `knockoff index` does); then it reports ROC-AUC and the share of fakes
+copy detector (knockoff/images/copies.py, through `indexing.copies_of_references`, as `knockoff index` does); then it reports ROC-AUC and the share of fakes
 flagged on all `valid` photos, on those with a copy in `train`, and on the rest.
 
     KNOCKOFF_DATA=../shared/datasets python benchmarks/validation_copies.py
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from knockoff.data import read_source
-from knockoff.embedding import OnnxEmbedder, embed_records
-from knockoff.gallery import Gallery
-from knockoff.indexing import copies_of_references
-from knockoff.matching import match
-from knockoff.metrics import roc_auc
-from knockoff.records import FAKE
+from knockoff.data.records import FAKE
+from knockoff.evaluation.metrics import roc_auc
+from knockoff.gallery.indexing import copies_of_references
+from knockoff.gallery.matching import match
+from knockoff.gallery.store import Gallery
+from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 
 
 def figures(is_fake: np.ndarray, raw: np.ndarray, flagged: np.ndarray, scored: np.ndarray) -> dict:

@@ -13,14 +13,14 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
-
-from knockoff.imaging import ImageLoadError
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve.live import ScorerUnavailable
 from knockoff_serve.queue import Viewer
 from knockoff_serve.web import ItemId, OptionalItemId, api_viewer, database, settings_of, visible_item
+from pydantic import BaseModel, Field
+
+from knockoff.images.decode import ImageLoadError
 
 router = APIRouter(prefix="/api")
 Decision = Literal["counterfeit", "genuine", "unsure"]

@@ -9,7 +9,6 @@ from fastapi import Depends, FastAPI, Request, status
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-
 from knockoff_serve import api, pages
 from knockoff_serve.auth import service_secret
 from knockoff_serve.live import LiveScorer

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
 from knockoff_serve.queue import Viewer
 from knockoff_serve.store import write
 

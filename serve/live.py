@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.embedding import OnnxEmbedder
-from knockoff.gallery import INFO_FILE, Gallery, ModelMismatchError
-from knockoff.imaging import decode_rgb
-from knockoff.matching import match
+from knockoff.gallery.matching import match
+from knockoff.gallery.store import INFO_FILE, Gallery, ModelMismatchError
+from knockoff.images.decode import decode_rgb
+from knockoff.runtime.embedding import OnnxEmbedder
 
 
 class ScorerUnavailable(Exception):

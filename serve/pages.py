@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve import sellers as seller_store
-from knockoff_serve.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, authenticate, end_session, login_wait,
-                                 new_login_csrf, record_login_failure, start_session, valid_login_csrf)
+from knockoff_serve.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    authenticate,
+    end_session,
+    login_wait,
+    new_login_csrf,
+    record_login_failure,
+    start_session,
+    valid_login_csrf,
+)
 from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
-from knockoff_serve.web import (ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of,
-                                visible_item)
+from knockoff_serve.web import ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of, visible_item
 
 router = APIRouter(include_in_schema=False)
 EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors")

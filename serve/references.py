@@ -14,11 +14,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from knockoff.indexing import add_references
-from knockoff.records import FAKE, GENUINE
 from knockoff_serve.live import LiveScorer
 from knockoff_serve.runs import queue_rank
 from knockoff_serve.store import write
+
+from knockoff.data.records import FAKE, GENUINE
+from knockoff.gallery.indexing import add_references
 
 AUTHENTICITIES = (GENUINE, FAKE)
 _GALLERY_WRITER = threading.Lock()  # one gallery rewrite at a time within this service

@@ -8,9 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from knockoff.report import read_results
 from knockoff_serve.store import write
+
+from knockoff.screening.report import read_results
 
 _EVIDENCE = ("neighbors", "nearest_genuine", "nearest_fake")
 _ITEM_COLUMNS = (
@@ -79,7 +79,7 @@ def _sellers(path: Path) -> list[dict]:
     """The run's sellers with their risk (Parquet results naming sellers; else none). Results
     screened before listing calibration carry no held-back scores to judge listings with:
     their photos are imported, their sellers are not ranked (screen again to rank them)."""
-    from knockoff.listings.calibration import METADATA_KEY
+    from knockoff.scoring.held_back import METADATA_KEY
 
     if path.suffix not in (".parquet", ".pq"):
         return []

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from urllib.parse import quote
-
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi import Path as PathParameter
-
 from knockoff_serve.auth import SESSION_COOKIE, Session, same_token, session_for, viewer_for_api_token
 from knockoff_serve.queue import Viewer
 

@@ -45,7 +45,7 @@ def tiny_onnx(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gallery(tiny_onnx, tmp_path_factory) -> Path:
     """A calibrated gallery of the bundled sample's train photos for the tiny model (read-only)."""
-    from knockoff.indexing import IndexConfig, index
+    from knockoff.gallery.indexing import IndexConfig, index
 
     directory = tmp_path_factory.mktemp("tiny-gallery") / "gallery"
     with pytest.MonkeyPatch.context() as patch:

@@ -48,7 +48,7 @@ def write_crawl(manifest: Path, rows: int) -> Path:
 def interrupt_scoring(monkeypatch, after_batches: int) -> list[int]:
     """Make the screening pipeline stop with KeyboardInterrupt (as Ctrl-C does) when it reaches
     its `after_batches`-th batch; returns the log of batch sizes scored."""
-    from knockoff.screen import Scorer
+    from knockoff.screening.screen import Scorer
 
     real_rows, calls = Scorer.rows, []
 

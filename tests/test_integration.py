@@ -16,12 +16,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from knockoff.indexing import IndexConfig, index  # noqa: E402
+from knockoff.data.prepare import PrepareConfig, prepare  # noqa: E402
+from knockoff.gallery.indexing import IndexConfig, index  # noqa: E402
 from knockoff.model.export import ExportConfig, run_export  # noqa: E402
-from knockoff.prepare import PrepareConfig, prepare  # noqa: E402
+from knockoff.model.training import TrainConfig, train  # noqa: E402
 from knockoff.scoring import ScorerParams  # noqa: E402
-from knockoff.screen import screen  # noqa: E402
-from knockoff.training import TrainConfig, train  # noqa: E402
+from knockoff.screening.screen import screen  # noqa: E402
 from tests.helpers import REPO, SAMPLE  # noqa: E402
 
 pytestmark = pytest.mark.slow

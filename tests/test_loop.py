@@ -17,19 +17,20 @@ pytest.importorskip("torch")
 pytest.importorskip("fastapi")
 
 
-from knockoff.data.roboflow import read_roboflow  # noqa: E402
-from knockoff.indexing import IndexConfig, add_references, index  # noqa: E402
-from knockoff.model.export import ExportConfig, run_export  # noqa: E402
-from knockoff.prepare import PrepareConfig, prepare  # noqa: E402
-from knockoff.scoring import ScorerParams  # noqa: E402
-from knockoff.screen import screen  # noqa: E402
-from knockoff.training import TrainConfig, train  # noqa: E402
 from knockoff_serve.app import create_app  # noqa: E402
 from knockoff_serve.auth import add_user  # noqa: E402
 from knockoff_serve.confirmed import export_confirmed  # noqa: E402
 from knockoff_serve.runs import import_results  # noqa: E402
 from knockoff_serve.settings import Settings  # noqa: E402
 from knockoff_serve.store import closing, connect, initialize  # noqa: E402
+
+from knockoff.data.prepare import PrepareConfig, prepare  # noqa: E402
+from knockoff.data.roboflow import read_roboflow  # noqa: E402
+from knockoff.gallery.indexing import IndexConfig, add_references, index  # noqa: E402
+from knockoff.model.export import ExportConfig, run_export  # noqa: E402
+from knockoff.model.training import TrainConfig, train  # noqa: E402
+from knockoff.scoring import ScorerParams  # noqa: E402
+from knockoff.screening.screen import screen  # noqa: E402
 from tests.helpers import SAMPLE  # noqa: E402
 from tests.serve.conftest import PASSWORD, login  # noqa: E402
 

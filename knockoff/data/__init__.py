@@ -1,6 +1,8 @@
-"""Readers that turn datasets, manifests, folders and globs into ImageRecords.
+"""Where photos come from: datasets, manifests, folders and globs as ImageRecords.
 
-`read_source` takes one spec and picks the reader:
+An ImageRecord (records.py) is one photo with what is known of it: path or url, listing,
+product claimed, authenticity. `knockoff prepare` (prepare.py, DVC stage `prepare`) writes
+each training source as a normalised manifest with content hashes. `read_source` takes one spec and picks the reader:
 - a manifest file (.csv/.parquet/.jsonl), local or in object storage (s3://, gs://, ...),
 - a Roboflow YOLO export split (`sneakers/train`) or whole export (`sneakers`),
 - a GroceryStoreDataset split (`grocery-packages/val`, `grocery-packages/iconic`),
@@ -11,25 +13,20 @@ Relative specs are looked up in the working directory first, then under the data
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from knockoff.data.folder import read_folder, read_glob
 from knockoff.data.grocery import ICONIC_SPLIT, is_grocery_dataset, read_grocery
 from knockoff.data.manifest import ManifestError, is_manifest, read_manifest
+from knockoff.data.records import ImageRecord
 from knockoff.data.roboflow import is_roboflow_dataset, is_roboflow_split, read_roboflow
-from knockoff.imaging import is_object_store
-from knockoff.records import ImageRecord
+from knockoff.data.root import data_root, portable_path
+from knockoff.images.decode import is_object_store
 
-DEFAULT_DATA_ROOT = "data/raw"
 _ROBOFLOW_SPLITS = ("train", "valid", "test")
 
-__all__ = ["ManifestError", "data_root", "read_source", "read_sources", "resolve_spec"]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("KNOCKOFF_DATA", DEFAULT_DATA_ROOT))
+__all__ = ["ManifestError", "data_root", "portable_path", "read_source", "read_sources", "resolve_spec"]
 
 
 def resolve_spec(spec: str, root: Path | None = None) -> Path:

@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from knockoff.imaging import IMAGE_SUFFIXES
-from knockoff.records import ImageRecord, is_authenticity_word, parse_authenticity
+from knockoff.data.records import ImageRecord, is_authenticity_word, parse_authenticity
+from knockoff.images.decode import IMAGE_SUFFIXES
 
 
 def iter_image_files(root: Path) -> Iterator[Path]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from knockoff.records import GENUINE, ImageRecord
+from knockoff.data.records import GENUINE, ImageRecord
 
 ICONIC_SPLIT = "iconic"
 

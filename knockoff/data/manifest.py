@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from knockoff.imaging import is_object_store, is_url
-from knockoff.records import ImageRecord, parse_authenticity
+from knockoff.data.records import ImageRecord, parse_authenticity
+from knockoff.data.root import data_root
+from knockoff.images.decode import is_object_store, is_url
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq", ".jsonl", ".ndjson"})
 # Parquet manifests written by `knockoff prepare` store paths relative to the data root, or
@@ -74,8 +75,6 @@ def _path_base(manifest_path: Path) -> Path:
 
         metadata = pq.read_schema(manifest_path).metadata or {}
         if metadata.get(PATH_BASE_KEY) == PATH_BASE_DATA_ROOT:
-            from knockoff.data import data_root
-
             return data_root()
         if metadata.get(PATH_BASE_KEY) == PATH_BASE_WORKING_DIR:
             return Path(".")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from knockoff.imaging import IMAGE_SUFFIXES
-from knockoff.records import FAKE, GENUINE, ImageRecord, is_authenticity_word, parse_authenticity
+from knockoff.data.records import FAKE, GENUINE, ImageRecord, is_authenticity_word, parse_authenticity
+from knockoff.images.decode import IMAGE_SUFFIXES
 
 
 def is_roboflow_dataset(directory: Path) -> bool:

@@ -6,9 +6,9 @@ incriminating photo, so a genuine listing of n photos gets n chances to be false
 Both make photo-level flags too loose for listings on a real crawl, where fakes are few.
 So a listing's threshold is set per product pool, per number of judged photos, from:
 
-- the held-back photos as screening judged them (`HeldBackScores`, fit by `knockoff index`,
-  carried in every results file's metadata): TPR(t) and FPR(t), the shares of held-back
-  fakes and genuine photos scored at or above t;
+- the held-back photos as screening judged them (`HeldBackScores`, fit by `knockoff index`
+  in knockoff/scoring/held_back.py, carried in every results file's metadata): TPR(t) and
+  FPR(t), the shares of held-back fakes and genuine photos scored at or above t;
 - the run's own share of fakes among the judged photos of the pool, pi, estimated by
   adjusted classify-and-count (Forman 2008) at the threshold where TPR - FPR is largest
   (where the estimate varies least): pi = (f - FPR) / (TPR - FPR), f being the run's share of
@@ -34,9 +34,8 @@ keeps the false-flag rate of a listing of n photos at the photo-level rate.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,83 +43,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-METADATA_KEY = b"knockoff.held_back_scores"
+from knockoff.scoring.held_back import METADATA_KEY, HeldBackPool, HeldBackScores, share_at_or_above
+
 MIN_RUN_PHOTOS = 100  # judged photos of a pool in the run before the run's share of fakes is believed
 MAX_PHOTOS = 12  # listings with more judged photos take this count's threshold (the bound only loosens)
 BINS = 10_000  # the run's scores are counted in bins of 0.0001: memory does not grow with the crawl
-GLOBAL = "global"
-
-
-@dataclass(frozen=True)
-class HeldBackPool:
-    """p(counterfeit) of the held-back photos screening judged (`scored`), as screening gave it."""
-
-    genuine: list[float]
-    fakes: list[float]
-
-    def rates(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(TPR, FPR) at each threshold: shares of held-back fakes and genuine photos scored at or above it."""
-        return _share_at_or_above(self.fakes, thresholds), _share_at_or_above(self.genuine, thresholds)
-
-    @property
-    def prevalence(self) -> float:
-        return len(self.fakes) / max(len(self.fakes) + len(self.genuine), 1)
-
-    def separating_threshold(self) -> float:
-        """The held-back fake score where TPR - FPR is largest, the lowest of equals (adjusted
-        classify-and-count reads the run here)."""
-        candidates = np.unique(self.fakes)
-        tpr, fpr = self.rates(candidates)
-        return float(candidates[np.argmax(tpr - fpr)])
-
-
-@dataclass(frozen=True)
-class HeldBackScores:
-    """Per pool (product, its group, or everything), the held-back photos' scores; which pool
-    each product reads; and the targets the listing thresholds are set for."""
-
-    target_precision: float
-    false_flag_rate: float  # a genuine-only product's listing false-flag rate
-    pools: dict[str, HeldBackPool]
-    products: dict[str, str]  # product -> pool name
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> HeldBackScores:
-        values = json.loads(text)
-        return cls(values["target_precision"], values["false_flag_rate"],
-                   {name: HeldBackPool(**pool) for name, pool in values["pools"].items()}, values["products"])
-
-
-def fit_held_back_scores(product: list[str], catalogue: dict[str, tuple[str, bool]], status: list[str],
-                         score: np.ndarray, is_fake: np.ndarray, target_precision: float, false_flag_rate: float,
-                         min_per_class: int, min_photos: int) -> HeldBackScores:
-    """Pools of held-back photos' verdicts (each judged against its own `product`), falling
-    back from the product to its group to everything like the photo calibrations do.
-    `catalogue`: product -> (group, has known fakes). A product with known fakes pools only
-    products with known fakes; a genuine-only one, genuine-only ones."""
-    names = np.array(product, dtype=object)
-    groups = np.array([catalogue[p][0] for p in product], dtype=object)
-    scored = np.array([s == "scored" for s in status]) & np.isfinite(score)
-    same_kind = {kind: np.array([catalogue[p][1] == kind for p in product], bool) for kind in (True, False)}
-    pools: dict[str, HeldBackPool] = {}
-    chosen: dict[str, str] = {}
-    for name in sorted(catalogue):
-        group_of, kind = catalogue[name]
-        levels = [(f"product:{name}", names == name), (f"group:{group_of}", groups == group_of), (GLOBAL, np.ones(len(names), bool))]
-        for level, members in levels:
-            members = members & same_kind[kind] & scored
-            fakes, genuine = score[members & is_fake], score[members & ~is_fake]
-            enough = min(len(fakes), len(genuine)) >= min_per_class if kind else len(genuine) >= min_photos
-            if enough or level == GLOBAL:
-                key = level if level != GLOBAL else f"{GLOBAL}:{'fakes' if kind else 'genuine-only'}"
-                pools.setdefault(key, HeldBackPool(sorted(round(float(v), 6) for v in genuine),
-                                                   sorted(round(float(v), 6) for v in fakes) if kind else []))
-                chosen[name] = key
-                break
-    return HeldBackScores(target_precision, false_flag_rate, pools, chosen)
 
 
 @dataclass
@@ -295,15 +222,7 @@ def _cold_start_threshold(pool: HeldBackPool, photos: int, rate: float) -> float
     (as the photo-level cold start does)."""
     per_photo = 1.0 - (1.0 - rate) ** (1.0 / photos)
     candidates = np.unique(pool.genuine)
-    within = np.flatnonzero(_share_at_or_above(pool.genuine, candidates) <= per_photo)
+    within = np.flatnonzero(share_at_or_above(pool.genuine, candidates) <= per_photo)
     if len(within):
         return float(candidates[within[0]])
     return float(np.nextafter(max(pool.genuine), np.inf)) if pool.genuine else math.inf
-
-
-def _share_at_or_above(ascending: list[float], thresholds: np.ndarray) -> np.ndarray:
-    thresholds = np.asarray(thresholds, np.float64)
-    if not ascending:
-        return np.zeros(thresholds.shape)
-    below = np.searchsorted(np.asarray(ascending, np.float64), thresholds, side="left")
-    return (len(ascending) - below) / len(ascending)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knockoff.records import FAKE, GENUINE, ImageRecord
+from knockoff.data.records import FAKE, GENUINE, ImageRecord
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from knockoff.data.records import LISTING_FIELDS
 from knockoff.listings.calibration import ListingCalibration
-from knockoff.records import LISTING_FIELDS
-from knockoff.results import RESULT_SCHEMA
+from knockoff.screening.results import RESULT_SCHEMA
 
 STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
 KEY = "listing_id"

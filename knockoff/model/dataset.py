@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from knockoff.imaging import load_rgb
+from knockoff.data.records import ImageRecord
+from knockoff.images.decode import load_rgb
 from knockoff.model.augment import augment_image
-from knockoff.records import ImageRecord
 
 
 class AugmentedImages(Dataset):

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import torch
 
-from knockoff.embedding import ModelInfo, OnnxEmbedder
 from knockoff.model.embedder import Embedder
+from knockoff.runtime.embedding import ModelInfo, OnnxEmbedder
 
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
 
@@ -107,7 +107,7 @@ def run_export(config: ExportConfig, out: Path, checkpoint: Path | None, backbon
     from itertools import islice
 
     from knockoff.data import read_source
-    from knockoff.imaging import ImageLoadError, load_rgb
+    from knockoff.images.decode import ImageLoadError, load_rgb
     from knockoff.model.checkpoint import load_checkpoint, model_version
     from knockoff.model.embedder import EmbedderConfig, create_embedder
 

@@ -1,6 +1,6 @@
-from tests.helpers import write_image
 from knockoff.data.folder import read_folder, read_glob
-from knockoff.records import FAKE, GENUINE
+from knockoff.data.records import FAKE, GENUINE
+from tests.helpers import write_image
 
 
 def test_plain_tree_is_unlabelled_and_sorted(tmp_path):

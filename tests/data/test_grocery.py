@@ -1,8 +1,8 @@
 import pytest
 
-from tests.helpers import SHARED_DATA, write_image
 from knockoff.data.grocery import read_grocery
-from knockoff.records import GENUINE
+from knockoff.data.records import GENUINE
+from tests.helpers import SHARED_DATA, write_image
 
 
 def _dataset(root):

@@ -5,9 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from knockoff.data.manifest import ManifestError, read_manifest
-from knockoff.records import FAKE, GENUINE
+from knockoff.data.records import FAKE, GENUINE
 from tests.helpers import write_image
-
 
 ROWS = [
     {"path": "photos/a.jpg", "listing_id": "L1", "product": "nike jordan 1", "label": "original", "brand": "nike"},
@@ -75,7 +74,7 @@ def test_manifest_and_photos_in_object_storage(tmp_path, monkeypatch):
     from pyarrow import fs
 
     from knockoff.data import read_source
-    from knockoff.imaging import load_rgb
+    from knockoff.images.decode import load_rgb
 
     bucket = tmp_path / "bucket"
     write_image(bucket / "crawl" / "images" / "a.jpg")

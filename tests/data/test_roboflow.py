@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLE, SHARED_DATA, write_image
+from knockoff.data.records import FAKE, GENUINE
 from knockoff.data.roboflow import listing_id_from_stem, parse_class_name, read_roboflow
-from knockoff.records import FAKE, GENUINE
+from tests.helpers import SAMPLE, SHARED_DATA, write_image
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.helpers import SAMPLE, write_image
 from knockoff.data import read_source, resolve_spec
+from tests.helpers import SAMPLE, write_image
 
 
 def test_specs_resolve_under_the_data_root(data_root):

@@ -5,10 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from knockoff.listings.calibration import (
-    MIN_RUN_PHOTOS, HeldBackPool, HeldBackScores, ListingCalibration, RunScores, estimate_prevalence,
-    fit_held_back_scores, listing_precision, read_listing_calibration,
-)
+from knockoff.listings.calibration import MIN_RUN_PHOTOS, ListingCalibration, RunScores, estimate_prevalence, listing_precision, read_listing_calibration
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
 
 TARGET = 0.95
 
@@ -111,23 +109,6 @@ def test_a_genuine_only_product_keeps_its_listings_false_flag_rate():
 def test_the_precision_bound_counts_n_chances_of_a_false_flag():
     assert listing_precision(0.8, 0.01, 0.1, 1) == pytest.approx(0.08 / (0.08 + 0.9 * 0.01))
     assert listing_precision(0.8, 0.01, 0.1, 3) == pytest.approx(0.08 / (0.08 + 0.9 * (1 - 0.99 ** 3)))
-
-
-def test_pools_fall_back_from_product_to_group_and_never_mix_genuine_only_products_with_known_fakes():
-    rng = np.random.default_rng(6)
-    product = ["big"] * 60 + ["small"] * 10 + ["milk"] * 40
-    is_fake = np.array([i % 2 == 0 for i in range(70)] + [False] * 40)
-    score = rng.random(110)
-    status = ["scored"] * 109 + ["unsupported"]
-    catalogue = {"big": ("nike", True), "small": ("nike", True), "unseen": ("nike", True), "milk": ("grocery", False),
-                 "cream": ("grocery", False)}
-    scores = fit_held_back_scores(product, catalogue, status, score, is_fake, TARGET, 0.01, min_per_class=15, min_photos=30)
-    # A product with no held-back photo at all reads its group's pool.
-    assert scores.products == {"big": "product:big", "small": "group:nike", "unseen": "group:nike",
-                               "milk": "product:milk", "cream": "group:grocery"}
-    assert len(scores.pools["group:nike"].fakes) == 35 and len(scores.pools["product:milk"].genuine) == 39
-    assert scores.pools["product:milk"].fakes == []
-    assert HeldBackScores.from_json(scores.to_json()) == scores
 
 
 def test_results_without_held_back_scores_get_a_clear_error(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from knockoff.cli import app
-from knockoff.listings.calibration import HeldBackPool, HeldBackScores
-from knockoff.results import RESULT_SCHEMA
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
+from knockoff.screening.results import RESULT_SCHEMA
 from tests.helpers import SAMPLE
 
 # Held-back photos of the product that 0.55 separates, half of them fakes.

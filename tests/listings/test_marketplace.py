@@ -1,5 +1,5 @@
+from knockoff.data.records import FAKE, GENUINE, ImageRecord
 from knockoff.listings.marketplace import ARCHETYPES, listing_truth, seller_truth, simulate
-from knockoff.records import FAKE, GENUINE, ImageRecord
 
 
 def _pools():

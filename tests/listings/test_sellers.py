@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from knockoff.cli import app
-from knockoff.listings.calibration import HeldBackPool, HeldBackScores
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
 from tests.listings.test_verdicts import photo, write_results
 
 # Held-back sneakers that a threshold of 0.5 separates; the grocery brand has genuine references only.
@@ -76,8 +76,9 @@ def test_small_partitions_give_the_same_sellers_as_one(tmp_path, results):
 def test_confirmed_fakes_come_from_the_review_store(tmp_path, results):
     import sqlite3
 
-    from knockoff.listings import write_sellers
     from knockoff_serve.store import initialize
+
+    from knockoff.listings import write_sellers
 
     store = tmp_path / "knockoff.db"
     initialize(store)

@@ -4,9 +4,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from knockoff.listings.calibration import HeldBackPool, HeldBackScores, ListingCalibration, RunScores
+from knockoff.listings.calibration import ListingCalibration, RunScores
 from knockoff.listings.verdicts import listing_verdicts
-from knockoff.results import RESULT_SCHEMA
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
+from knockoff.screening.results import RESULT_SCHEMA
 
 # Held-back photos of one product: every fake above every genuine photo but one.
 POOL = HeldBackPool(genuine=[i / 100 for i in range(0, 60)] + [0.91], fakes=[0.6 + i / 250 for i in range(100)])

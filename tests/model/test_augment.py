@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("albumentations")
 
-from knockoff.imaging import load_rgb  # noqa: E402
+from knockoff.images.decode import load_rgb  # noqa: E402
 from knockoff.model.augment import AugmentParams, augment_image, build_augment, load_size  # noqa: E402
 
 

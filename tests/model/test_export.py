@@ -4,9 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from knockoff.embedding import ModelInfo, OnnxEmbedder  # noqa: E402
 from knockoff.model.checkpoint import model_version  # noqa: E402
 from knockoff.model.export import ParityError, export_onnx, model_info, parity  # noqa: E402
+from knockoff.runtime.embedding import ModelInfo, OnnxEmbedder  # noqa: E402
 from tests.helpers import TINY_BACKBONES  # noqa: E402
 from tests.model.test_embedder import tiny  # noqa: E402
 

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from knockoff.imaging import load_rgb  # noqa: E402
+from knockoff.images.decode import load_rgb  # noqa: E402
 from knockoff.model.pretrained import load_offline_weights, offline_weights_path, rename_to_timm  # noqa: E402
 from tests.helpers import SAMPLE  # noqa: E402
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from knockoff.metrics import roc_auc
+from knockoff.evaluation.metrics import roc_auc
 from knockoff.scoring import ScorerParams, fit_calibration, knn_log_odds, threshold_for_precision
 
 

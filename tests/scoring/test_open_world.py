@@ -1,13 +1,20 @@
 import numpy as np
 import pytest
 
-from knockoff.embedding import ModelInfo
-from knockoff.gallery import Gallery
-from knockoff.matching import match
-from knockoff.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.gallery.matching import match
+from knockoff.gallery.store import Gallery
+from knockoff.runtime.embedding import ModelInfo
 from knockoff.scoring import ScorerParams
 from knockoff.scoring.open_world import (
-    NO_MATCH, SCORED, UNSUPPORTED, HeldBack, OpenWorld, OpenWorldParams, conformal_lower_bound, fit_open_world,
+    NO_MATCH,
+    SCORED,
+    UNSUPPORTED,
+    HeldBack,
+    OpenWorld,
+    OpenWorldParams,
+    conformal_lower_bound,
+    fit_open_world,
     no_match_bound,
 )
 

@@ -10,14 +10,14 @@ import pytest
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
-
-from knockoff.listings.calibration import HeldBackPool, HeldBackScores  # noqa: E402
-from knockoff.results import RESULT_SCHEMA, ResultWriter  # noqa: E402
 from knockoff_serve.app import create_app  # noqa: E402
 from knockoff_serve.auth import add_user  # noqa: E402
 from knockoff_serve.runs import import_results  # noqa: E402
 from knockoff_serve.settings import Settings  # noqa: E402
 from knockoff_serve.store import closing, connect, initialize  # noqa: E402
+
+from knockoff.scoring.held_back import HeldBackPool, HeldBackScores  # noqa: E402
+from knockoff.screening.results import RESULT_SCHEMA, ResultWriter  # noqa: E402
 from tests.helpers import SAMPLE  # noqa: E402
 
 PASSWORD = "correct horse battery"
@@ -110,7 +110,7 @@ def unsupported_app(settings, database, users, tiny_onnx, tmp_path, monkeypatch)
     """A scoring app whose queue holds one `unsupported` and one `no_match` photo."""
     from dataclasses import replace
 
-    from knockoff.indexing import IndexConfig, index
+    from knockoff.gallery.indexing import IndexConfig, index
 
     monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
     index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "gallery")

@@ -2,8 +2,8 @@ import io
 
 import pytest
 from fastapi.testclient import TestClient
-
 from knockoff_serve.app import create_app
+
 from tests.serve.conftest import PHOTOS, login
 
 PROTECTED = [
@@ -104,7 +104,7 @@ def test_item_page_shows_listing_evidence_and_keys(app):
 def scoring_app(settings, database, users, run, tiny_onnx, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from knockoff.indexing import IndexConfig, index
+    from knockoff.gallery.indexing import IndexConfig, index
     from tests.helpers import SAMPLE
 
     monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))

@@ -1,8 +1,8 @@
 import re
 
 from fastapi.testclient import TestClient
-
 from knockoff_serve.auth import add_user, authenticate, create_api_token
+
 from tests.serve.conftest import PASSWORD, login
 
 
@@ -77,11 +77,11 @@ def test_api_tokens_work_without_cookies_or_csrf(app, database):
 
 
 def test_revoking_tokens_and_deactivating_a_user_from_the_cli(tmp_path, monkeypatch):
+    from knockoff_serve.auth import add_user, authenticate, create_api_token, viewer_for_api_token
+    from knockoff_serve.store import closing, connect, initialize
     from typer.testing import CliRunner
 
     from knockoff.cli import app as cli
-    from knockoff_serve.auth import add_user, authenticate, create_api_token, viewer_for_api_token
-    from knockoff_serve.store import closing, connect, initialize
 
     monkeypatch.setenv("KNOCKOFF_HOME", str(tmp_path / "home"))
     database = tmp_path / "home" / "knockoff.db"
@@ -114,8 +114,8 @@ def test_wrong_passwords_are_throttled_per_account_and_per_address_with_an_audit
     from dataclasses import replace
 
     from fastapi.testclient import TestClient
-
     from knockoff_serve.app import create_app
+
     from tests.serve.conftest import PASSWORD
 
     client = TestClient(create_app(replace(settings, login_attempts=3)))

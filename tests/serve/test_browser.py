@@ -10,6 +10,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from knockoff_serve.server import BackgroundServer  # noqa: E402
+
 from tests.serve.conftest import PASSWORD  # noqa: E402
 
 CHROMIUM = os.environ.get("KNOCKOFF_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -129,7 +130,7 @@ def unsupported_server(unsupported_app):
 
 
 def test_needs_references_queue_and_the_r_key_add_the_photo_and_rescore_it(browser, unsupported_server, database, tmp_path):
-    from knockoff.gallery import Gallery
+    from knockoff.gallery.store import Gallery
 
     page = browser.new_page()
     log_in(page, unsupported_server)

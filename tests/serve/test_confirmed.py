@@ -1,9 +1,9 @@
 import pyarrow.parquet as pq
-
-from knockoff.data.manifest import read_manifest
 from knockoff_serve.confirmed import export_confirmed
 from knockoff_serve.decisions import decide, undo_last
 from knockoff_serve.queue import Viewer
+
+from knockoff.data.manifest import read_manifest
 
 
 def pending(database, count):

@@ -3,7 +3,6 @@ import sys
 import threading
 
 import pytest
-
 from knockoff_serve.decisions import LeaseHeld, NotAllowed, acquire_lease, bulk_decide, claim_next, decide, history, undo_last
 from knockoff_serve.queue import QueueFilter, Viewer
 from knockoff_serve.store import connect

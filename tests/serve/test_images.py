@@ -76,6 +76,7 @@ def test_concurrent_requests_for_one_new_thumbnail_all_succeed(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from knockoff_serve.images import thumbnail
+
     from tests.helpers import write_image
 
     photo = write_image(tmp_path / "photo.png", size=(2400, 1800))  # slow enough to overlap

@@ -1,8 +1,8 @@
 import pytest
-
-from knockoff.gallery import Gallery
-from knockoff.indexing import IndexConfig, index
 from knockoff_serve.live import LiveScorer, ScorerUnavailable
+
+from knockoff.gallery.indexing import IndexConfig, index
+from knockoff.gallery.store import Gallery
 from tests.helpers import SAMPLE
 
 
@@ -17,8 +17,8 @@ def test_a_new_gallery_is_picked_up_without_a_restart(tiny_onnx, gallery_dir):
     scorer = LiveScorer(tiny_onnx, gallery_dir, check_every_s=0.0)
     before = scorer.snapshot()
     gallery = Gallery.load(gallery_dir)
-    from knockoff.embedding import OnnxEmbedder, embed_records
     from knockoff.data import read_source
+    from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 
     embedder = OnnxEmbedder(tiny_onnx)
     records = list(read_source(str(SAMPLE / "sneakers" / "valid")))[:4]

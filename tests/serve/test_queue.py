@@ -1,9 +1,9 @@
 """Keyset pagination against a plain-Python ground truth, for every filter."""
 
 import pytest
-
 from knockoff_serve.queue import Cursor, QueueFilter, Viewer, counts, neighbour, page
 from knockoff_serve.runs import import_results
+
 from tests.serve.conftest import result_rows, write_results
 
 ADMIN = Viewer(3, "root", "admin")

@@ -1,9 +1,10 @@
 """The "needs references" queue: unsupported photos, and adding one to the gallery in one step."""
 
 import re
+
 import pytest
 
-from knockoff.gallery import Gallery
+from knockoff.gallery.store import Gallery
 from tests.serve.conftest import login
 
 

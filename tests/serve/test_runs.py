@@ -1,6 +1,6 @@
 import pytest
-
 from knockoff_serve.runs import import_results, queue_rank, results_files
+
 from tests.serve.conftest import result_rows, write_results
 
 

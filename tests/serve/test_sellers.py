@@ -4,8 +4,8 @@ page's seller, sibling photos and reuse line."""
 import re
 
 import pytest
-
 from knockoff_serve.runs import import_results
+
 from tests.serve.conftest import PHOTOS, login, result_rows, write_results
 
 

@@ -1,0 +1,101 @@
+"""`knockoff prepare`, `train` and `export`: the pipeline's stages up to an ONNX model (DVC
+stages `prepare`, `train`, `export`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from knockoff.cli.options import DEFAULT_PARAMS, ParamsOption, fail
+
+app = typer.Typer()
+
+
+@app.command()
+def prepare(
+    params: ParamsOption = DEFAULT_PARAMS,
+    out: Annotated[Path, typer.Option(help="Folder for the prepared manifests.")] = Path("data/prepared"),
+) -> None:
+    """Turn datasets into normalised manifests (DVC stage `prepare`).
+
+    Reads the sources in params `prepare.sources` under the data root (KNOCKOFF_DATA) and
+    writes one Parquet manifest each, with content hashes and a decode check.
+    """
+    from knockoff.data import data_root
+    from knockoff.data.prepare import PrepareConfig
+    from knockoff.data.prepare import prepare as run_prepare
+    from knockoff.params import load_config
+
+    try:
+        summary = run_prepare(load_config(PrepareConfig, "prepare", params), data_root(), out)
+    except (FileNotFoundError, ValueError) as error:
+        fail(error)
+    for name, counts in summary.items():
+        typer.echo(f"{name}: {counts['images']} images, {counts['unreadable']} unreadable")
+
+
+@app.command()
+def train(
+    params: ParamsOption = DEFAULT_PARAMS,
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (the best epoch).")] = Path("models/checkpoint.pt"),
+) -> None:
+    """Fine-tune the embedder (DVC stage `train`; the same as `python train.py`).
+
+    Metric learning over product x authenticity classes, validated every epoch by screening
+    the validation split; the best epoch's checkpoint is kept. Needs the [train] extra.
+    """
+    from knockoff.model.training import TrainConfig
+    from knockoff.model.training import train as run_train
+    from knockoff.params import load_config
+
+    run_train(load_config(TrainConfig, "train", params), out)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Optional[Path], typer.Argument(help="Checkpoint from training. Omit it with --backbone to export the frozen pretrained backbone.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")] = Path("models/knockoff.onnx"),
+    backbone: Annotated[Optional[str], typer.Option(help="Export this timm backbone with its pretrained weights and no head (the baseline).")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write a statically quantized int8 model (<out>.int8.onnx), calibrated on reference photos. Alone: quantize the existing --out model (no torch needed).")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Export a model to ONNX and check it against torch (DVC stage `export`).
+
+    The graph takes uint8 RGB images (N, H, W, 3) and returns L2-normalised embeddings;
+    the batch axis is dynamic and model name, input size, embedding size and version are in
+    its metadata. The export fails if ONNX and torch differ by more than the tolerance.
+    With --int8, the fp32 model is also quantized (QDQ, ranges calibrated on the reference
+    photos in params `quantize`); it searches the same galleries.
+    """
+    from knockoff.params import load_config
+
+    if checkpoint is not None and backbone is not None or (checkpoint is None and backbone is None and not int8):
+        fail(ValueError("give either a CHECKPOINT or --backbone NAME (or --int8 alone to quantize --out)"))
+    try:
+        if checkpoint is not None or backbone is not None:
+            from knockoff.model.export import ExportConfig, run_export
+
+            config = load_config(ExportConfig, "export", params)
+            info, difference = run_export(config, out, checkpoint, backbone)
+            typer.echo(f"exported {info.kind} {info.name} version {info.version} -> {out} (max |onnx - torch| = {difference:.2e})")
+        if int8:
+            _export_int8(out, params)
+    except (FileNotFoundError, ValueError) as error:
+        fail(error)
+
+
+def _export_int8(fp32_path: Path, params: Path) -> None:
+    from knockoff.params import load_config
+    from knockoff.runtime.embedding import OnnxEmbedder
+    from knockoff.runtime.quantize import QuantizeConfig, calibration_images, int8_path, quantize_int8
+
+    config = load_config(QuantizeConfig, "quantize", params)
+    if not config.calibration:
+        raise ValueError(f"--int8 needs reference photos to calibrate on: set quantize.calibration in {params}")
+    size = OnnxEmbedder(fp32_path).info.input_size
+    images = calibration_images(config.calibration, config.count, size, config.seed)
+    version = quantize_int8(fp32_path, int8_path(fp32_path), images, config)
+    typer.echo(f"quantized int8 version {version} ({config.weights} weights, {config.activations} activations, "
+               f"{config.method} ranges on {len(images)} reference photos) -> {int8_path(fp32_path)}")

@@ -1,0 +1,159 @@
+"""The open-world report of `knockoff evaluate`: a mixed crawl screened as a user would.
+
+The crawl mixes monitored products with genuine references and known fakes (sneakers
+`valid`), a monitored brand with genuine references only (grocery-packages `val`) and
+products nobody monitors (grocery-produce `val`). The first two are also the photos the
+gallery's per-product calibration is fit on, so the report cross-fits: the open-world
+calibration is fit on one half of them and judges the other half, both ways round. The
+unmonitored photos take no part in any fit (the no-match threshold comes from
+grocery-produce `train`). Photos are screened without a claimed product, as in a crawl.
+
+Fruit is not every unmonitored product. `unmonitored_unlike_background` judges each monitored
+group as if nobody monitored it: its references are taken out of the gallery, the open-world
+calibration is re-fit on the other groups' photos, and the group's photos are screened as
+products the catalogue lacks and the background does not resemble (packages and shoes are
+nothing like fruit). What share of them is flagged, or matched to a catalogued product, is
+what a crawl's unforeseen products would suffer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from knockoff.data.records import FAKE, ImageRecord
+from knockoff.evaluation.metrics import roc_auc
+from knockoff.gallery.indexing import IndexConfig, fit_world, product_descriptions
+from knockoff.gallery.matching import MatchBatch, match
+from knockoff.gallery.store import Gallery
+from knockoff.scoring.open_world import SCORED, decide
+
+
+@dataclass
+class CrawlPart:
+    group: str  # e.g. 'sneakers', 'grocery-packages', 'unmonitored'
+    records: list[ImageRecord]
+    vectors: np.ndarray
+    held_back: bool  # part of the gallery's calibration photos (cross-fitted), or never fit on
+
+
+def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held_back: np.ndarray,
+                      config: IndexConfig, seed: int = 0, copies: frozenset[str] = frozenset()) -> dict:
+    """The report; `copies` names crawl photos (paths) that are copies of a reference: the
+    report is given for all photos and again for the rest (`without_copies`), since a photo
+    that finds its own copy in the gallery says little about an unseen one."""
+    references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
+    verdicts: list[dict] = []
+    fitted = [p for p in parts if p.held_back]
+    records = [r for p in fitted for r in p.records]
+    vectors = np.concatenate([p.vectors for p in fitted])
+    halves = _halves(len(records), seed)
+    for fit_half, judge_half in (halves, halves[::-1]):
+        world = fit_world(gallery, references, vectors[fit_half], [records[i] for i in fit_half],
+                          unmonitored_held_back, config)
+        for part in parts:
+            rows = np.arange(len(part.records))
+            if part.held_back:
+                offset = sum(len(p.records) for p in fitted[:fitted.index(part)])
+                rows = np.intersect1d(judge_half - offset, rows)
+            else:  # never fit on: each half's calibration judges half of them
+                rows = rows[(rows % 2) == (0 if fit_half is halves[0] else 1)]
+            matches = match(gallery, part.vectors[rows], with_evidence=False)
+            decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
+                             matches.product_similarity, matches.raw, matches.genuine_similarity)
+            verdicts += _rows(part, rows, matches, decided)
+    report = summarize(verdicts)
+    if copies:
+        report["copies"] = sum(v["path"] in copies for v in verdicts)
+        report["without_copies"] = summarize([v for v in verdicts if v["path"] not in copies])
+    report["unmonitored_unlike_background"] = {
+        part.group: unmonitored_unlike_background(gallery, references, parts, part, unmonitored_held_back, config)
+        for part in fitted if len(fitted) > 1  # the others' photos calibrate the gallery without it
+    }
+    return report
+
+
+def unmonitored_unlike_background(gallery: Gallery, references: np.ndarray, parts: list[CrawlPart], left_out: CrawlPart,
+                                  unmonitored_held_back: np.ndarray, config: IndexConfig) -> dict:
+    """`left_out`'s photos screened by a gallery and calibration that never knew its products."""
+    described = product_descriptions(gallery, references)
+    groups = {described[r.product]["group"] for r in left_out.records if r.product in described}
+    keep = np.array([p not in described or described[p]["group"] not in groups
+                     for p in gallery.references.column("product").to_pylist()])
+    without = _subset(gallery, references, keep)
+    others = [p for p in parts if p.held_back and p is not left_out]
+    records = [r for p in others for r in p.records]
+    vectors = np.concatenate([p.vectors for p in others])
+    world = fit_world(without, references[keep], vectors, records, unmonitored_held_back, config)
+    matches = match(without, left_out.vectors, with_evidence=False)
+    decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
+                     matches.product_similarity, matches.raw, matches.genuine_similarity)
+    count = len(left_out.records)
+    return {"photos": count, "catalogue": without.catalogue_products, "status": dict(Counter(decided.status)),
+            "flagged_rate": _share(int(decided.flagged.sum()), count),
+            "no_match_rate": _share(sum(s == "no_match" for s in decided.status), count),
+            "scored_rate": _share(sum(s == SCORED for s in decided.status), count)}
+
+
+def _subset(gallery: Gallery, references: np.ndarray, keep: np.ndarray) -> Gallery:
+    index = faiss.IndexFlatIP(references.shape[1])
+    index.add(np.ascontiguousarray(references[keep], dtype=np.float32))
+    table = gallery.references.filter(pa.array(keep))
+    return Gallery(index, table, replace(gallery.info, count=int(keep.sum()), open_world=None, calibration=None))
+
+
+def _halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[: count // 2]), np.sort(order[count // 2:])
+
+
+def _rows(part: CrawlPart, rows: np.ndarray, matches: MatchBatch, decided) -> list[dict]:
+    return [{"group": part.group, "path": part.records[i].path, "product": part.records[i].product,
+             "fake": part.records[i].authenticity == FAKE,
+             "status": decided.status[j], "flagged": bool(decided.flagged[j]), "raw": float(matches.raw[j]),
+             "matched": matches.matched_product[j]} for j, i in enumerate(rows)]
+
+
+def summarize(verdicts: list[dict]) -> dict:
+    flagged = [v for v in verdicts if v["flagged"]]
+    report = {
+        "photos": len(verdicts),
+        "flagged": len(flagged),
+        "flag_precision": _share(sum(v["fake"] for v in flagged), len(flagged)),
+        "groups": {},
+        "products": {},
+    }
+    for group in sorted({v["group"] for v in verdicts}):
+        mine = [v for v in verdicts if v["group"] == group]
+        fakes = [v for v in mine if v["fake"]]
+        entry = {
+            "photos": len(mine),
+            "status": dict(Counter(v["status"] for v in mine)),
+            "flagged": sum(v["flagged"] for v in mine),
+            "flagged_rate": _share(sum(v["flagged"] for v in mine), len(mine)),
+            "no_match_rate": _share(sum(v["status"] == "no_match" for v in mine), len(mine)),
+        }
+        if group != "unmonitored":
+            entry["product_top1"] = _share(sum(v["matched"] == v["product"] for v in mine), len(mine))
+        if fakes and len(fakes) < len(mine):
+            is_fake = np.array([v["fake"] for v in mine])
+            entry["roc_auc_raw"] = roc_auc(is_fake, np.array([v["raw"] for v in mine]))
+            entry["fakes_flagged"] = _share(sum(v["flagged"] for v in fakes), len(fakes))
+            entry["genuine_flagged"] = _share(sum(v["flagged"] for v in mine if not v["fake"]), len(mine) - len(fakes))
+            entry["flag_precision"] = _share(sum(v["flagged"] and v["fake"] for v in mine), entry["flagged"])
+        report["groups"][group] = entry
+    for product in sorted({v["product"] for v in verdicts if v["product"] and v["group"] != "unmonitored"}):
+        mine = [v for v in verdicts if v["product"] == product and v["group"] != "unmonitored"]
+        hits = sum(v["flagged"] and v["fake"] for v in mine)
+        report["products"][product] = {"photos": len(mine), "scored": sum(v["status"] == SCORED for v in mine),
+                                       "flagged": sum(v["flagged"] for v in mine),
+                                       "flag_precision": _share(hits, sum(v["flagged"] for v in mine))}
+    return report
+
+
+def _share(part: int, whole: int) -> float | None:
+    return float(part) / whole if whole else None

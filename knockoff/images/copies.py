@@ -1,0 +1,193 @@
+"""Is this photo a copy of that one? The same photograph cropped, resized, re-encoded,
+mirrored, rotated, watermarked or captioned — not another photo of the same product.
+
+An embedding cannot tell: the fine-tuned model puts every photo of a shoe near every other
+(measured on 160 real photos: a 70-90% crop of a photo at cosine 0.60-0.97 to it, different
+photos of the same product up to 0.96). Local features can: ORB keypoints matched between
+the two photos (and the mirrored second one) and a similarity transform (rotation, scale,
+shift) fit by RANSAC, then the second photo laid over the first by that transform and their
+pixels compared, cell by cell (the median of a grid of correlations, so a caption bar or a
+watermark does not outvote the picture). A copy correlates at 0.97 or more; another shot of
+the same flat package, whose printed face alone fits one transform, stays below (grocery
+same-shoot pairs: at most 0.93). Figures: `benchmarks/copies.py`. Candidates come from
+elsewhere (embedding neighbours, a perceptual hash); this module only verifies pairs.
+
+OpenCV (`opencv-python-headless`, which the screening install has for decoding) is imported lazily.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+SIDE = 320  # features are found on a grey thumbnail this wide: enough for copies, cheap
+MIN_INLIERS = 30
+MIN_CORRELATION = 0.95
+MIN_OVERLAP = 0.3
+GRID = 8  # cells across the longer side for the overlay correlation
+FEATURE_CACHE = 2048  # photos whose features a CopyChecker keeps (about 120 KB each)
+
+
+@dataclass(frozen=True)
+class Features:
+    grey: np.ndarray  # the thumbnail itself: a candidate copy is laid over it pixel by pixel
+    keypoints: np.ndarray  # (n, 2) float32 positions
+    descriptors: np.ndarray | None  # (n, 32) uint8 ORB descriptors
+    mirrored_keypoints: np.ndarray
+    mirrored_descriptors: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    copy: bool
+    inliers: int  # matches that agree with one similarity transform
+    share: float  # ... as a share of all cross-checked matches
+    mirrored: bool
+    correlation: float  # of the two photos' pixels, one laid over the other by that transform
+    overlap: float  # share of the first photo the second covers
+
+
+class CopyChecker:
+    """Copy verdicts for photos named by path or URL, shared by threads: each photo's features
+    are computed once (the most recent FEATURE_CACHE kept), each ordered pair verified once
+    however often a crawl repeats it. An unreadable photo is never called a copy; the very
+    same path is one without a look."""
+
+    def __init__(self, min_correlation: float = MIN_CORRELATION) -> None:
+        self.min_correlation = min_correlation
+        self._features: OrderedDict[str, Features | None] = OrderedDict()
+        self._verdicts: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def is_copy(self, original: str, candidate: str) -> bool:
+        """Whether `candidate` is a copy of `original`."""
+        if original == candidate:
+            return True
+        pair = (original, candidate)
+        with self._lock:
+            known = self._verdicts.get(pair)
+        if known is None:
+            mine, theirs = self.features_of(original), self.features_of(candidate)
+            known = (mine is not None and theirs is not None
+                     and verify(mine, theirs, min_correlation=self.min_correlation).copy)
+            with self._lock:
+                self._verdicts[pair] = known
+        return known
+
+    def features_of(self, path: str) -> Features | None:
+        with self._lock:
+            if path in self._features:
+                self._features.move_to_end(path)
+                return self._features[path]
+        found = _read_features(path)  # outside the lock: two threads may both compute, never block
+        with self._lock:
+            self._features[path] = found
+            if len(self._features) > FEATURE_CACHE:
+                self._features.popitem(last=False)
+        return found
+
+
+def _read_features(path: str) -> Features | None:
+    from knockoff.images.decode import ImageLoadError, read_bytes
+
+    try:
+        return features(grey_thumbnail(read_bytes(path)))
+    except (ImageLoadError, OSError, ValueError):
+        return None
+
+
+def grey_thumbnail(data: bytes, side: int = SIDE) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("L", (side, side))
+        grey = ImageOps.exif_transpose(image).convert("L")
+        grey.thumbnail((side, side))
+        return np.asarray(grey)
+
+
+def features(grey: np.ndarray, count: int = 500) -> Features:
+    import cv2
+
+    orb = cv2.ORB_create(nfeatures=count)
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    mirrored = np.ascontiguousarray(grey[:, ::-1])
+    mirrored_keypoints, mirrored_descriptors = orb.detectAndCompute(mirrored, None)
+    return Features(grey, _points(keypoints), descriptors, _points(mirrored_keypoints), mirrored_descriptors)
+
+
+def verify(a: Features, b: Features, min_inliers: int = MIN_INLIERS, min_correlation: float = MIN_CORRELATION) -> Verdict:
+    """Whether `b` is a copy of `a` (mirrored or not): enough matches agree with one
+    similarity transform, and laid over `a` by it, `b`'s pixels correlate with `a`'s."""
+    straight = _transform(a.keypoints, a.descriptors, b.keypoints, b.descriptors)
+    mirrored = _transform(a.keypoints, a.descriptors, b.mirrored_keypoints, b.mirrored_descriptors)
+    (inliers, share, transform), flipped = max((straight, False), (mirrored, True), key=lambda pair: pair[0][0])
+    if transform is None or inliers < min_inliers:
+        return Verdict(False, inliers, share, flipped, 0.0, 0.0)
+    other = np.ascontiguousarray(b.grey[:, ::-1]) if flipped else b.grey
+    correlation, overlap = _overlay_correlation(a.grey, other, transform)
+    copy = correlation >= min_correlation and overlap >= MIN_OVERLAP
+    return Verdict(copy, inliers, share, flipped, correlation, overlap)
+
+
+def _transform(points_a, descriptors_a, points_b, descriptors_b) -> tuple[int, float, np.ndarray | None]:
+    import cv2
+
+    if descriptors_a is None or descriptors_b is None or len(points_a) < 8 or len(points_b) < 8:
+        return 0, 0.0, None
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(descriptors_a, descriptors_b)
+    if len(matches) < 8:
+        return 0, 0.0, None
+    source = points_a[[m.queryIdx for m in matches]]
+    target = points_b[[m.trainIdx for m in matches]]
+    cv2.setRNGSeed(0)  # RANSAC draws from this thread's generator: the same pair, the same verdict
+    transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=4.0)
+    if transform is None:
+        return 0, 0.0, None
+    inliers = int(mask.sum())
+    return inliers, inliers / len(matches), transform
+
+
+def _overlay_correlation(grey_a: np.ndarray, grey_b: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
+    """Pearson correlation of `a` and `b` warped onto it (lightly blurred: re-encoding and
+    resizing change fine texture, not the picture), over where `b` covers `a`."""
+    import cv2
+
+    height, width = grey_a.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(grey_b.astype(np.float32), transform, (width, height), flags=flags)
+    covered = cv2.warpAffine(np.ones_like(grey_b, dtype=np.float32), transform, (width, height), flags=flags) > 0.99
+    overlap = float(covered.mean())
+    if covered.sum() < 100:
+        return 0.0, overlap
+    a = cv2.GaussianBlur(grey_a.astype(np.float32), (5, 5), 1.5)
+    b = cv2.GaussianBlur(warped, (5, 5), 1.5)
+    # Per cell of a grid, then the median: a caption bar or a logo pasted on covers a few
+    # cells, and must not outvote the rest of the picture.
+    cells = []
+    step = max(height, width) // GRID
+    for top in range(0, height - step // 2, step):
+        for left in range(0, width - step // 2, step):
+            inside = covered[top:top + step, left:left + step]
+            if inside.mean() < 0.9:
+                continue
+            cell_a = a[top:top + step, left:left + step][inside]
+            cell_b = b[top:top + step, left:left + step][inside]
+            cells.append(_pearson(cell_a, cell_b))
+    return (float(np.median(cells)) if len(cells) >= 4 else 0.0), overlap
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    # A flat cell (sky, a white wall) says nothing: it agrees if both are flat
+    if denominator < 1e-6 * a.size:
+        return 1.0 if float(np.abs(a).mean() + np.abs(b).mean()) < 1.0 else 0.0
+    return float((a * b).sum()) / denominator
+
+
+def _points(keypoints) -> np.ndarray:
+    return np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)

@@ -1,0 +1,188 @@
+"""Static int8 quantization of an exported model (`knockoff export --int8`), with onnxruntime.
+
+QDQ format: weights int8 per channel, activations uint8, their ranges calibrated on
+reference images run through the fp32 model. Only the pointwise (1x1) and other dense
+convolutions are quantized, which is most of the arithmetic. Left in float, measured on
+sneakers photos (cosine to the fp32 embedding, mean over 200 `valid` photos):
+- depthwise convolutions: their activations have outliers that one uint8 range per tensor
+  cannot hold (all convolutions int8: 0.85; with MinMax or percentile ranges alike);
+- the stem convolution, fed the normalised pixels, and the projection head (with them
+  int8: 0.94; without: 0.99);
+- the pixel normalisation and the L2 normalisation, where int8 would only add error.
+
+The same model must give the same embeddings on every x86 CPU. Without VNNI, onnxruntime's
+uint8 x int8 kernels saturate (knockoff.runtime.cpu); every Knockoff session sets the switch to its
+exact kernels there, and the model's metadata (`knockoff.quantization`) records that setting
+beside how the model was quantized. Chosen by measurement (`benchmarks/int8_accuracy.py`,
+all 771 sneakers `valid` photos, ROC-AUC minus fp32's, cosine to fp32 mean / min; the exact
+kernels give bit-identical embeddings with and without VNNI, checked under an emulated AVX2 CPU):
+
+| weights | activation ranges | ROC-AUC - fp32 | cosine mean | cosine min |
+| --- | --- | ---: | ---: | ---: |
+| int8 | MinMax (before) | -0.0009 | 0.9836 | 0.920 |
+| uint8 (U8U8) | MinMax | -0.0005 | 0.9839 | 0.908 |
+| int8, reduce_range (7 bit) | MinMax | -0.0015 | 0.9694 | 0.830 |
+| int8 | entropy | -0.0009 | 0.9836 | 0.920 |
+| int8 | percentile 99.999 (chosen) | -0.0000 | 0.9871 | 0.935 |
+
+reduce_range avoids the saturation by construction but loses a bit of every weight; uint8
+weights avoid it too but run the slower U8U8 kernels on every CPU, VNNI or not. The int8
+model shares the fp32 model's embedding space (`knockoff.embedding_space`), so it searches
+the same galleries; it has its own version, so results say which model scored them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from knockoff.runtime.embedding import META_PREFIX, OnnxEmbedder
+from knockoff.runtime.sessions import EXACT_INT8_SETTING
+
+QUANTIZED_OPS = ("Conv",)
+QUANTIZATION_KEY = "quantization"  # metadata: how the model was quantized (JSON)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    calibration: tuple[str, ...] = ()  # sources of reference photos
+    count: int = 256  # photos drawn from them, at random (seeded)
+    seed: int = 0
+    weights: str = "int8"  # int8 (symmetric) or uint8 (asymmetric) weights, per channel
+    activations: str = "uint8"
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: no u8 x s8 saturation, but coarser weights
+    method: str = "percentile"  # activation ranges: minmax, percentile or entropy
+
+    def describe(self, float_nodes: int, images: int) -> dict:
+        """What goes into the model's metadata, so it says how it was made."""
+        return {"format": "QDQ", "ops": list(QUANTIZED_OPS), "weights": self.weights, "activations": self.activations,
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "calibration": {"method": self.method, "photos": images, "sources": list(self.calibration), "seed": self.seed},
+                "float_convolutions": float_nodes, "runtime": dict([EXACT_INT8_SETTING])}
+
+
+def int8_path(fp32_path: Path) -> Path:
+    """models/knockoff.onnx -> models/knockoff.int8.onnx"""
+    return fp32_path.with_name(f"{fp32_path.stem}.int8{fp32_path.suffix}")
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarray,
+                  config: QuantizeConfig = QuantizeConfig(), batch_size: int = 16) -> str:
+    """Write the int8 model calibrated on `calibration_images` (N, S, S, 3) uint8; returns its version."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = OnnxEmbedder(fp32_path)
+    if source.info.precision != "fp32":
+        raise ValueError(f"{fp32_path} is already {source.info.precision}; quantize the fp32 export")
+    input_name = source.session.get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = _batches(calibration_images, batch_size)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="knockoff-int8-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quantized = Path(scratch) / "int8.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        kept_float = float_convolutions(onnx.load(str(prepared)))
+        types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                   "entropy": CalibrationMethod.Entropy}
+        for name, value, allowed in (("weights", config.weights, types), ("activations", config.activations, types),
+                                     ("method", config.method, methods)):
+            if value not in allowed:
+                raise ValueError(f"quantize.{name}: {value!r} is not one of {', '.join(allowed)}")
+        quantize_static(
+            str(prepared), str(quantized), Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=types[config.activations],
+            weight_type=types[config.weights],
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            calibrate_method=methods[config.method],
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=kept_float,
+        )
+        model = onnx.load(str(quantized))
+        version = _int8_version(source.info.version, model)
+        described = config.describe(len(kept_float), len(calibration_images))
+        metadata = {**source.info.to_metadata(), f"{META_PREFIX}version": version,
+                    f"{META_PREFIX}precision": "int8", f"{META_PREFIX}embedding_space": source.info.space,
+                    f"{META_PREFIX}{QUANTIZATION_KEY}": json.dumps(described, sort_keys=True)}
+        del model.metadata_props[:]
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save_model(model, str(quantized))
+        quantized.replace(out_path)
+    return version
+
+
+def calibration_images(sources: list[str] | tuple[str, ...], count: int, size: int, seed: int = 0) -> np.ndarray:
+    """`count` reference photos drawn at random (seeded) from `sources`, decoded for the model.
+
+    Photos that do not decode are skipped, but never silently: if none decodes (a manifest
+    whose relative paths resolve under the wrong data root, typically) the error says which
+    root was searched and why the first photos failed.
+    """
+    import random
+
+    from knockoff.data import data_root, read_sources
+    from knockoff.images.decode import ImageLoadError, load_rgb
+
+    records = list(read_sources(sources))
+    if not records:
+        raise ValueError(f"no calibration photos in {list(sources)} (params quantize.calibration)")
+    images, failures = [], []
+    drawn = random.Random(seed).sample(records, min(count, len(records)))
+    for record in drawn:
+        try:
+            images.append(load_rgb(record.path, size))
+        except ImageLoadError as error:
+            failures.append(f"{record.path}: {error}")
+    if not images:
+        raise ValueError(
+            f"none of the {len(drawn)} calibration photos drawn from {list(sources)} could be read "
+            f"(data root {data_root().resolve()}; set KNOCKOFF_DATA to the folder that holds the datasets). "
+            f"First failures: {'; '.join(failures[:3])}"
+        )
+    if failures:
+        import warnings
+
+        warnings.warn(f"{len(failures)} of {len(drawn)} calibration photos could not be read and were skipped "
+                      f"(data root {data_root().resolve()}); first: {failures[0]}", stacklevel=2)
+    return np.stack(images)
+
+
+def float_convolutions(model) -> list[str]:
+    """The convolutions kept in float: the stem and every depthwise (grouped) convolution."""
+    convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
+    grouped = [node.name for node in convolutions
+               if any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)]
+    return [convolutions[0].name, *grouped] if convolutions else []
+
+
+def _batches(images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), batch_size):
+        yield np.ascontiguousarray(images[start:start + batch_size])
+
+
+def _int8_version(fp32_version: str, model) -> str:
+    digest = hashlib.sha256(fp32_version.encode())
+    for initializer in model.graph.initializer:
+        digest.update(initializer.name.encode())
+        digest.update(initializer.raw_data)
+    return digest.hexdigest()[:16]

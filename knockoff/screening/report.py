@@ -1,0 +1,80 @@
+"""A plain-text view of screening results: counts, then the most suspicious listings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from knockoff.screening.results import output_format
+
+_COLUMNS = ("listing_id", "score", "flagged", "product", "claimed_product", "genuine", "fake", "error")
+
+
+def read_results(path: Path) -> list[dict]:
+    kind = output_format(path)
+    if kind == "parquet":
+        return pq.read_table(path).to_pylist()
+    if kind == "csv":  # CSV has no null: an empty field is one
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    else:
+        table = pajson.read_json(path)
+    return table.to_pylist()
+
+
+def summarize(rows: list[dict], top: int = 10) -> str:
+    failed = [r for r in rows if r.get("error")]
+    scored = sorted((r for r in rows if r.get("score") is not None), key=lambda r: -r["score"])
+    flagged = [r for r in scored if r.get("flagged")]
+    mismatched = [r for r in scored if r.get("product_mismatch")]
+    no_match = [r for r in rows if r.get("status") == "no_match"]
+    unsupported = [r for r in rows if r.get("status") == "unsupported"]
+    lines = [
+        f"{len(rows)} listings: {len(flagged)} flagged, {len(scored) - len(flagged)} not flagged, "
+        f"{len(failed)} failed, {len(mismatched)} with a product mismatch",
+        f"not judged: {len(no_match)} show no catalogued product (no_match), "
+        f"{len(unsupported)} have no reference close enough (unsupported: need references)",
+        "",
+        _table([_view(r) for r in scored[:top]]),
+    ]
+    if unsupported:
+        lines += ["", "unsupported (add references of the product to judge them):"] + [
+            f"  {r.get('listing_id') or r.get('path')}: {r.get('status_reason')}" for r in unsupported[:top]]
+    if failed:
+        lines += ["", "failed:"] + [f"  {r.get('listing_id') or r.get('path')}: {r['error']}" for r in failed[:top]]
+    return "\n".join(lines)
+
+
+def _view(row: dict) -> dict:
+    def nearest(key: str) -> str:
+        evidence = row.get(key) or []
+        if isinstance(evidence, str):  # CSV stores evidence as JSON text
+            import json
+
+            evidence = json.loads(evidence)
+        return f"{evidence[0]['similarity']:.3f}" if evidence else "-"
+
+    claimed = row.get("claimed_product") or "-"
+    if row.get("product_mismatch"):
+        claimed += " (!)"
+    return {
+        "listing_id": str(row.get("listing_id")),
+        "score": f"{row['score']:.3f}",
+        "flagged": "yes" if row.get("flagged") else "no",
+        "product": str(row.get("product")),
+        "claimed_product": claimed,
+        "genuine": nearest("nearest_genuine"),
+        "fake": nearest("nearest_fake"),
+        "error": "",
+    }
+
+
+def _table(views: list[dict]) -> str:
+    columns = [c for c in _COLUMNS if c != "error"]
+    headers = {c: c.replace("_", " ") for c in columns}
+    headers.update(genuine="nearest genuine", fake="nearest fake")
+    widths = {c: max([len(headers[c])] + [len(v[c]) for v in views]) for c in columns}
+    render = lambda values: "  ".join(values[c].ljust(widths[c]) for c in columns).rstrip()  # noqa: E731
+    return "\n".join([render(headers), render({c: "-" * widths[c] for c in columns})] + [render(v) for v in views])

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.evaluation.open_world_report import CrawlPart, open_world_report, summarize
+from knockoff.gallery.indexing import IndexConfig
+from knockoff.gallery.store import Gallery
+from knockoff.runtime.embedding import ModelInfo
+from knockoff.scoring import ScorerParams
+from knockoff.scoring.open_world import OpenWorldParams
+
+INFO = ModelInfo("test", "finetuned", "m", 64, 6, (0.5,) * 3, (0.5,) * 3)
+
+
+def test_summary_counts_flags_precision_and_rates_per_group():
+    verdicts = (
+        [{"group": "shoes", "product": "shoe", "fake": True, "status": "scored", "flagged": True, "raw": 1.0, "matched": "shoe"}] * 9
+        + [{"group": "shoes", "product": "shoe", "fake": False, "status": "scored", "flagged": True, "raw": 0.5, "matched": "shoe"}]
+        + [{"group": "shoes", "product": "shoe", "fake": False, "status": "scored", "flagged": False, "raw": -1.0, "matched": "bag"}] * 10
+        + [{"group": "unmonitored", "product": "kiwi", "fake": False, "status": "no_match", "flagged": False, "raw": 0.0, "matched": None}] * 20
+    )
+    report = summarize(verdicts)
+    assert report["flagged"] == 10 and report["flag_precision"] == pytest.approx(0.9)
+    shoes = report["groups"]["shoes"]
+    assert shoes["fakes_flagged"] == 1.0 and shoes["genuine_flagged"] == pytest.approx(1 / 11)
+    assert shoes["roc_auc_raw"] == 1.0 and shoes["product_top1"] == pytest.approx(0.5)
+    assert report["groups"]["unmonitored"] == {"photos": 20, "status": {"no_match": 20}, "flagged": 0,
+                                               "flagged_rate": 0.0, "no_match_rate": 1.0}
+    assert report["products"] == {"shoe": {"photos": 20, "scored": 20, "flagged": 10, "flag_precision": pytest.approx(0.9)}}
+
+
+def _cluster(rng, center, count, spread=0.05):
+    vectors = np.asarray(center, dtype=np.float32) + rng.normal(0, spread, (count, len(center))).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+GENUINE_SHOE, FAKE_SHOE, FRUIT = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 0, 0, 1, 0)
+
+
+def _shoe_gallery(rng) -> tuple[Gallery, CrawlPart, IndexConfig]:
+    """Shoes with genuine references and known fakes, fruit as background; 80 held-back shoe photos."""
+    vectors = np.concatenate([_cluster(rng, GENUINE_SHOE, 60), _cluster(rng, FAKE_SHOE, 60), _cluster(rng, FRUIT, 30)])
+    records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
+               + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
+               + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
+    gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
+    held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
+    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, GENUINE_SHOE, 40), _cluster(rng, FAKE_SHOE, 40)]), True)
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    return gallery, shoes, config
+
+
+def test_cross_fitted_report_judges_every_photo_once_and_never_flags_unmonitored_ones():
+    rng = np.random.default_rng(0)
+    fruit = FRUIT
+    gallery, shoes, config = _shoe_gallery(rng)
+    fruit_photos = CrawlPart("unmonitored", [ImageRecord(f"u{i}.jpg", None, "kiwi") for i in range(50)],
+                             _cluster(rng, fruit, 50, spread=0.3), False)
+    report = open_world_report(gallery, [shoes, fruit_photos], _cluster(rng, fruit, 40, spread=0.3), config)
+    assert report["photos"] == 130
+    assert report["groups"]["sneakers"]["photos"] == 80 and report["groups"]["unmonitored"]["photos"] == 50
+    assert report["groups"]["unmonitored"]["flagged"] == 0 and report["groups"]["unmonitored"]["no_match_rate"] >= 0.9
+    assert report["groups"]["sneakers"]["roc_auc_raw"] > 0.95 and report["flag_precision"] >= 0.9
+
+
+def test_a_monitored_group_left_out_of_the_gallery_is_screened_as_unforeseen_unmonitored_products():
+    """Juice cartons, once nobody monitors them, look like neither the shoes in the catalogue nor
+    the fruit in the background: they must come out no_match, never flagged."""
+    rng = np.random.default_rng(1)
+    genuine, fake, juice, fruit = (1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0), (0, 0, 1, 0, 0, 0), (0, 0, 0, 0, 1, 0)
+    vectors = np.concatenate([_cluster(rng, genuine, 60), _cluster(rng, fake, 60), _cluster(rng, juice, 20),
+                              _cluster(rng, fruit, 30)])
+    records = ([ImageRecord(f"g{i}.jpg", None, "shoe", GENUINE, "nike") for i in range(60)]
+               + [ImageRecord(f"f{i}.jpg", None, "shoe", FAKE, "nike") for i in range(60)]
+               + [ImageRecord(f"j{i}.jpg", None, "juice", GENUINE, "grocery") for i in range(20)]
+               + [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)])
+    gallery = Gallery.build(vectors, records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
+    held = [ImageRecord(f"hg{i}.jpg", None, "shoe", GENUINE) for i in range(40)] + [ImageRecord(f"hf{i}.jpg", None, "shoe", FAKE) for i in range(40)]
+    shoes = CrawlPart("sneakers", held, np.concatenate([_cluster(rng, genuine, 40), _cluster(rng, fake, 40)]), True)
+    cartons = CrawlPart("grocery", [ImageRecord(f"hj{i}.jpg", None, "juice", GENUINE) for i in range(40)],
+                        _cluster(rng, juice, 40), True)
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    report = open_world_report(gallery, [shoes, cartons], _cluster(rng, fruit, 40, spread=0.3), config)
+    unlike = report["unmonitored_unlike_background"]
+    assert unlike["grocery"]["catalogue"] == ["shoe"] and unlike["grocery"]["photos"] == 40
+    assert unlike["grocery"]["flagged_rate"] == 0.0 and unlike["grocery"]["no_match_rate"] == 1.0
+    assert unlike["sneakers"]["catalogue"] == ["juice"] and unlike["sneakers"]["flagged_rate"] == 0.0
+    assert report["groups"]["grocery"]["no_match_rate"] == 0.0  # in the catalogue, the same photos are judged
+
+
+def test_the_report_is_given_again_without_the_photos_that_copy_a_reference():
+    rng = np.random.default_rng(2)
+    gallery, shoes, config = _shoe_gallery(rng)
+    copies = frozenset(r.path for r in shoes.records[::4])
+    report = open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config, copies=copies)
+    assert report["copies"] == 20 and report["without_copies"]["photos"] == 60 and report["photos"] == 80
+    assert "without_copies" not in open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config)

@@ -1,0 +1,101 @@
+from dataclasses import replace
+
+import pytest
+
+from knockoff.gallery.indexing import IndexConfig, index
+from knockoff.gallery.store import Gallery
+from tests.helpers import SAMPLE
+
+
+@pytest.fixture
+def sample_root(monkeypatch):
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+
+
+def test_index_builds_saves_and_calibrates(tiny_onnx, tmp_path, sample_root):
+    config = IndexConfig(factory="HNSW8,Flat", references=("sneakers/train",), calibration="sneakers/valid")
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    loaded = Gallery.load(tmp_path / "g")
+    assert loaded.info.version == gallery.info.version and loaded.info.count == 48
+    assert loaded.info.sources == ["sneakers/train"]
+    assert loaded.info.index_factory == "HNSW8,Flat"
+    assert loaded.references.column("path").to_pylist()[0].startswith("sneakers/train/images/")
+    calibration = loaded.info.calibration
+    # the sample's own augmented copies of train photos in valid are left out, and recorded
+    copies = loaded.info.excluded_copies
+    assert calibration.count == 32 - len(copies) and calibration.source == "sneakers/valid"
+    assert all(path.startswith("sneakers/valid/images/") for path in copies)
+    assert 0.0 <= calibration.threshold and calibration.target_precision == 0.95
+
+
+def test_a_calibration_photo_that_copies_a_reference_is_left_out(tiny_onnx, tmp_path, sample_root):
+    pytest.importorskip("cv2")
+    from PIL import Image, ImageOps
+
+    references = sorted((SAMPLE / "sneakers" / "train" / "images").glob("*.jpg"))[:12]
+    held_back = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:12]
+    original = Image.open(references[0])
+    copy = tmp_path / "copy.jpg"
+    ImageOps.mirror(original.crop((50, 40, original.width - 30, original.height - 60))).save(copy, quality=70)
+    (tmp_path / "refs.csv").write_text("path,product,label\n" + "".join(f"{p},nike air force,{'fake' if i % 2 else 'genuine'}\n"
+                                                                      for i, p in enumerate(references)))
+    (tmp_path / "held.csv").write_text("path,product,label\n" + "".join(f"{p},nike air force,{'fake' if i % 2 else 'genuine'}\n"
+                                                                      for i, p in enumerate([*held_back, copy])))
+    config = IndexConfig(references=(str(tmp_path / "refs.csv"),), calibration=str(tmp_path / "held.csv"), copy_candidates=12)
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    assert str(copy) in gallery.info.excluded_copies
+    assert gallery.info.calibration.count == 13 - len(gallery.info.excluded_copies)
+    without = index(replace(config, drop_copies=False), tiny_onnx, tmp_path / "g2")
+    assert without.info.excluded_copies == [] and without.info.calibration.count == 13
+
+
+def test_calibration_photos_can_join_the_gallery_after_calibrating(tiny_onnx, tmp_path, sample_root):
+    config = IndexConfig(references=("sneakers/train",), calibration="sneakers/valid", add_calibration_photos=True)
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    kept = 32 - len(gallery.info.excluded_copies)  # copies of references stay out: they add nothing
+    assert gallery.info.count == 48 + kept and gallery.info.sources == ["sneakers/train", "sneakers/valid"]
+    assert gallery.info.calibration.count == kept  # fit before they joined
+
+
+def test_calibrating_on_references_is_refused(tiny_onnx, tmp_path, sample_root):
+    config = IndexConfig(references=("sneakers/train",), calibration="sneakers/train")
+    with pytest.raises(ValueError, match="calibration photos are also references"):
+        index(config, tiny_onnx, tmp_path / "g")
+
+
+def test_unlabelled_references_are_skipped(tiny_onnx, tmp_path, sample_root, capsys):
+    config = IndexConfig(references=("sneakers/valid", str(SAMPLE / "uploads")))
+    gallery = index(config, tiny_onnx, tmp_path / "g")
+    assert gallery.info.count == 32 and gallery.info.calibration is None
+    assert "skipping 1 images without a genuine/fake label" in capsys.readouterr().out
+
+
+def test_a_new_product_needs_only_its_genuine_photos(tiny_onnx, tmp_path, sample_root):
+    from knockoff.gallery.indexing import add_references
+    from knockoff.gallery.matching import match
+    from tests.helpers import write_image
+
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "g")
+    photos = [write_image(tmp_path / "acme" / f"{i}.png", color=(20, 40 + 30 * i, 200), size=(120, 90)) for i in range(3)]
+    before = Gallery.load(tmp_path / "g")
+    added = add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote", brand="acme")
+    assert (added.added, added.already_present) == (3, 0)
+    after = Gallery.load(tmp_path / "g")
+    assert after.info.count == 51 and after.info.version != before.info.version
+    assert after.info.calibration == before.info.calibration  # the score's scale is kept
+    from knockoff.images.decode import load_rgb
+    from knockoff.runtime.embedding import OnnxEmbedder
+
+    embedder = OnnxEmbedder(tiny_onnx)
+    result = match(after, embedder.embed(load_rgb(photos[1], 160)[None]))
+    assert result.product == ["acme tote"] and result.nearest_genuine[0].as_py()[0]["similarity"] > 0.999
+    again = add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote")
+    assert (again.added, again.already_present) == (0, 3)
+
+
+def test_unlabelled_photos_are_not_added(tiny_onnx, tmp_path, sample_root):
+    from knockoff.gallery.indexing import add_references
+
+    index(IndexConfig(references=("sneakers/train",)), tiny_onnx, tmp_path / "g")
+    added = add_references(tiny_onnx, tmp_path / "g", [str(SAMPLE / "uploads")])
+    assert (added.added, added.unlabelled) == (0, 1)
