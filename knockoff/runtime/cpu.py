@@ -34,13 +34,20 @@ def cpu_features() -> dict[str, bool]:
         from numpy._core._multiarray_umath import __cpu_features__ as numpy_features
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as numpy_features
-    flags = _proc_cpuinfo("flags").split()
+    flags = set(_proc_cpuinfo("flags").split())
     return {
         "AVX2": bool(numpy_features.get("AVX2")),
         "AVX-512": bool(numpy_features.get("AVX512F")),
         # numpy knows AVX512-VNNI; the 256-bit AVX-VNNI (Alder Lake and later) only the kernel does
-        "VNNI": bool(numpy_features.get("AVX512VNNI")) or "avx_vnni" in flags,
+        "VNNI": bool(numpy_features.get("AVX512VNNI")) or ("avx_vnni" in flags and _flags_describe_this_cpu(flags, numpy_features)),
     }
+
+
+def _flags_describe_this_cpu(flags: set[str], numpy_features: dict[str, bool]) -> bool:
+    """Whether the kernel's flags are this CPU's: they agree with CPUID on what both report.
+    Under an emulator (QEMU's user mode) /proc/cpuinfo is the host's, not the emulated CPU's."""
+    both_know = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI"}
+    return all((flag in flags) == bool(numpy_features.get(feature)) for flag, feature in both_know.items())
 
 
 def cpu_description() -> str:

@@ -52,3 +52,15 @@ def test_cpu_description_names_the_int8_features():
     described = cpu_description()
     for feature in ("AVX2", "AVX-512", "VNNI"):
         assert f"{feature} yes" in described or f"{feature} no" in described
+
+
+def test_the_kernels_avx_vnni_flag_counts_only_where_its_flags_are_this_cpus():
+    """Under QEMU's user mode /proc/cpuinfo is the host's: an Alder Lake or Sapphire Rapids
+    host's avx_vnni must not make an emulated AVX2-only CPU look as if it had VNNI."""
+    from knockoff.runtime.cpu import _flags_describe_this_cpu
+
+    host = {"avx2", "avx512f", "avx512_vnni", "avx_vnni"}
+    alder_lake = {"avx2", "avx_vnni"}
+    assert _flags_describe_this_cpu(host, {"AVX2": True, "AVX512F": True, "AVX512VNNI": True})
+    assert not _flags_describe_this_cpu(host, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False})  # emulated EPYC-Rome
+    assert _flags_describe_this_cpu(alder_lake, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False})
