@@ -119,7 +119,7 @@ def measure(embedder: OnnxEmbedder, gallery: Gallery, held_out: list, product: s
     vectors, records = vectors[keep], [records[i] for i in keep]
     matches = match(gallery, vectors, with_evidence=False, claimed=[product] * len(records))
     verdicts = decide(gallery.info.open_world, matches.product, matches.nearest_catalogue, matches.nearest_background,
-                      matches.product_similarity, matches.raw, matches.genuine_similarity)
+                      matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
     is_fake = np.array([r.authenticity == FAKE for r in records])
     distance = cold_start_distance(matches.genuine_similarity, policy.cold_start)
     flagged = np.asarray(verdicts.flagged)

@@ -164,7 +164,7 @@ def post_share(model: Path, gallery: Path, manifest: Path, options: ScreenOption
     rows): its ms per photo and its share of the run's CPU time."""
     from knockoff.screening.screen import Scorer, run_pipeline, write_run
 
-    scorer = Scorer(model, gallery, options.session_threads, options.device)
+    scorer = Scorer(model, gallery, options.session_threads, options.device, options.copy_check)
     post_cpu = [0.0]
     rows = scorer.rows
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import os
 import tempfile
 import threading
 import time
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=8)
     parser.add_argument("--deadline", type=float, default=5.0)
     args = parser.parse_args()
+    os.environ[decode.ALLOW_PRIVATE_URLS_ENV] = "1"  # the slow server runs on this machine
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     server.daemon_threads = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
@@ -13,8 +14,9 @@ from knockoff_serve import api, pages
 from knockoff_serve.auth import service_secret
 from knockoff_serve.live import LiveScorer
 from knockoff_serve.queue import Viewer
+from knockoff_serve.references import working_gallery
 from knockoff_serve.settings import Settings
-from knockoff_serve.store import initialize
+from knockoff_serve.store import initialize, is_busy
 from knockoff_serve.web import LoginRequired, api_viewer, web_url
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -26,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Knockoff review API", version="1", docs_url=None, redoc_url=None, openapi_url=None,
                   description=api.__doc__)
     app.state.settings = settings
-    app.state.scorer = LiveScorer(settings.model, settings.gallery)
+    app.state.scorer = LiveScorer(settings.model, working_gallery(settings), sync=lambda: working_gallery(settings))
     app.state.secret = service_secret(settings.home / "secret.key")  # signs the login form's CSRF token
     # uploads decoded and scored at once, off the event loop (each up to the pixel ceiling)
     app.state.scoring_slots = asyncio.Semaphore(2)
@@ -38,6 +40,20 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(LoginRequired)
     def to_login(request: Request, error: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={error.next_url}", status.HTTP_303_SEE_OTHER)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    def store_busy(request: Request, error: sqlite3.OperationalError) -> Response:
+        # Another process held the store's write lock past the busy timeout: nothing was
+        # written; say so and when to retry, never a bare 500.
+        if not is_busy(error):
+            raise error
+        message = "The store is busy: your decision was not saved. Retry in a few seconds."
+        headers = {"Retry-After": "5", "Cache-Control": "no-store"}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": message}, status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+        return HTMLResponse(f"<!doctype html><title>Store busy</title><p id='store-busy'>{message}</p>"
+                            f"<p><a href='/queue'>Back to the queue</a></p>", status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers=headers)
 
     @app.middleware("http")
     async def limit_uploads(request: Request, call_next):

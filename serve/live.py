@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,14 @@ class Snapshot:
     def versions(self) -> dict[str, str]:
         return {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
 
-    def score(self, image_bytes: bytes, name: str = "upload", claimed: str | None = None) -> dict:
-        """One photo's screening row; judged against `claimed` when it names a catalogued product."""
+    def score(self, image_bytes: bytes, name: str = "upload", claimed: str | None = None, own_path: str | None = None) -> dict:
+        """One photo's screening row; judged against `claimed` when it names a catalogued
+        product. `own_path`: the photo's file, whose own reference (if the gallery holds it)
+        is never evidence for it."""
         pixels = decode_rgb(image_bytes, self.embedder.info.input_size, name=name)
-        result = match(self.gallery, self.embedder.embed(pixels[None]), claimed=[claimed])
-        scored = result.status is not None and result.status[0] == "scored"
+        result = match(self.gallery, self.embedder.embed(pixels[None]), claimed=[claimed], pixels=pixels[None],
+                       paths=[own_path] if own_path else None)
+        scored = result.status is not None and result.status[0] in ("scored", "copy")
         return {
             "status": result.status[0] if result.status is not None else None,
             "status_reason": result.reason[0] if result.reason is not None else None,
@@ -53,6 +57,7 @@ class Snapshot:
             "neighbors": result.neighbors[0].as_py(),
             "nearest_genuine": result.nearest_genuine[0].as_py(),
             "nearest_fake": result.nearest_fake[0].as_py(),
+            "reference_copy": result.copy_of[0] if result.copy_of is not None else None,
             **self.versions,
         }
 
@@ -62,9 +67,11 @@ def _finite(value: float) -> float | None:
 
 
 class LiveScorer:
-    def __init__(self, model_path: Path, gallery_path: Path, check_every_s: float = 2.0, threads: int = 1) -> None:
+    def __init__(self, model_path: Path, gallery_path: Path, check_every_s: float = 2.0, threads: int = 1,
+                 sync: Callable[[], object] | None = None) -> None:
         self.model_path = Path(model_path)
         self.gallery_path = Path(gallery_path)
+        self.sync = sync  # run before each check: brings the working gallery up to date
         self.check_every_s = check_every_s
         self.threads = threads
         self._snapshot: Snapshot | None = None
@@ -98,6 +105,8 @@ class LiveScorer:
 
     def _refresh(self) -> None:
         try:
+            if self.sync is not None:
+                self.sync()
             fingerprint = self._fingerprint()
             if self._snapshot is not None and fingerprint == self._snapshot.fingerprint:
                 return

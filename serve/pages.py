@@ -9,7 +9,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
-from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from knockoff_serve import decisions as decision_store
 from knockoff_serve import queue as queue_store
@@ -26,7 +25,7 @@ from knockoff_serve.auth import (
     start_session,
     valid_login_csrf,
 )
-from knockoff_serve.images import ImageNotAllowed, resolve_inside, thumbnail
+from knockoff_serve.images import ImageNotAllowed, not_shown_reason, resolve_inside, thumbnail
 from knockoff_serve.web import ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of, visible_item
 
 router = APIRouter(include_in_schema=False)
@@ -123,7 +122,7 @@ async def bulk_decide(request: Request, session: Session = Depends(page_session)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(refused)) from None
     message = f"{len(decided)} decided as {form.get('decision')}" + (f", {len(skipped)} skipped (reviewed by someone else)" if skipped else "")
     back = form.get("back")
-    if isinstance(back, str) and back.startswith("/sellers/") and safe_next(back) == back:
+    if isinstance(back, str) and back.startswith("/seller?") and safe_next(back) == back:
         return RedirectResponse(f"{back}{'&' if '?' in back else '?'}message={quote(message)}", status.HTTP_303_SEE_OTHER)
     return RedirectResponse(f"/queue?{_filter(request, form).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
 
@@ -137,22 +136,30 @@ def sellers_page(request: Request, run: OptionalItemId = None, page: Annotated[i
                   per_page=seller_store.SELLERS_PER_PAGE)
 
 
-@router.get("/sellers/{seller_id}")
-def seller_page(request: Request, seller_id: Annotated[str, PathParameter(min_length=1, max_length=200)],
-                run: OptionalItemId = None, message: str | None = None, session: Session = Depends(page_session),
+# A seller id is whatever the marketplace calls it ("shop/with/slash", "..", "x/evidence"):
+# it travels as a query parameter, never as a path segment a router would split or resolve.
+SellerId = Annotated[str, Query(alias="id", min_length=1, max_length=200)]
+# ... on its marketplace: the same id on two marketplaces is two sellers ('' when none is named)
+Marketplace = Annotated[str, Query(max_length=200)]
+
+
+@router.get("/seller")
+def seller_page(request: Request, seller_id: SellerId, marketplace: Marketplace = "", run: OptionalItemId = None,
+                message: str | None = None, session: Session = Depends(page_session),
                 db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
     """One seller: its risk and every listing with its photos; bulk decisions on them."""
-    risk, listings = seller_store.seller(db, session.viewer, seller_id, run)
+    risk, listings = seller_store.seller(db, session.viewer, seller_id, marketplace, run)
     if not risk and not listings:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such seller")
-    back = f"/sellers/{quote(seller_id, safe='')}" + (f"?run={run}" if run else "")
-    return render(request, "seller.html", session=session, seller_id=seller_id, risk=risk, listings=listings,
-                  message=message, back=back, users=_user_names(db))
+    back = (f"/seller?id={quote(seller_id, safe='')}&marketplace={quote(marketplace, safe='')}"
+            + (f"&run={run}" if run else ""))
+    return render(request, "seller.html", session=session, seller_id=seller_id, marketplace=marketplace, risk=risk,
+                  listings=listings, message=message, back=back, users=_user_names(db))
 
 
-@router.get("/sellers/{seller_id}/evidence")
-def seller_evidence(request: Request, seller_id: Annotated[str, PathParameter(min_length=1, max_length=200)],
-                    run: Annotated[int, Query(ge=1, le=2**63 - 1)], session: Session = Depends(page_session),
+@router.get("/seller/evidence")
+def seller_evidence(request: Request, seller_id: SellerId, run: Annotated[int, Query(ge=1, le=2**63 - 1)],
+                    marketplace: Marketplace = "", session: Session = Depends(page_session),
                     db: sqlite3.Connection = Depends(database)) -> Response:
     """The seller's evidence pack for one screening run, as one self-contained HTML file
     (`knockoff evidence` also prints it to PDF and writes the takedown CSV)."""
@@ -168,13 +175,16 @@ def seller_evidence(request: Request, seller_id: Annotated[str, PathParameter(mi
     settings = settings_of(request)
     with tempfile.TemporaryDirectory(prefix="knockoff-evidence-") as scratch:
         try:
-            pack = write_evidence(Path(found["path"]), seller_id, Path(scratch), settings.database, settings.data_root, pdf=False)
+            pack = write_evidence(Path(found["path"]), seller_id, Path(scratch), settings.database, settings.data_root,
+                                  pdf=False, marketplace=marketplace or None)
         except ValueError as missing:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
         body = pack.html.read_bytes()
-    name = pack.html.name.replace('"', "")
+    # an ASCII name for every client, the seller's own (RFC 5987) for those that read it
+    fallback = pack.html.name.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(pack.html.name, safe='')}"
     return Response(body, media_type="text/html; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+                    headers={"Content-Disposition": disposition, "Cache-Control": "no-store"})
 
 
 @router.get("/items/next")
@@ -253,24 +263,78 @@ def decide_form(request: Request, item_id: ItemId, decision: str = Form(...), no
 @router.post("/items/{item_id}/reference")
 def add_reference_form(request: Request, item_id: ItemId, authenticity: str = Form(...), csrf_token: str = Form(""),
                        session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
-    """Add the item's photo to the gallery as a genuine reference or known fake of its product."""
+    """Propose the item's photo as a genuine reference or known fake of its product (an
+    admin's proposal is applied at once); only photos no reference could judge qualify."""
     from knockoff_serve.live import ScorerUnavailable
-    from knockoff_serve.references import CannotAdd, add_as_reference
+    from knockoff_serve.references import CannotChange, propose
 
     check_form_csrf(session, csrf_token)
     item = visible_item(db, item_id, session.viewer)
     settings = settings_of(request)
     try:
         photo = resolve_inside(item["path"], Path.cwd(), settings.allowed_roots())
-        values = add_as_reference(db, item, photo, authenticity, request.app.state.scorer)
+        outcome = propose(db, item, authenticity, session.viewer, request.app.state.scorer, photo, settings)
     except ImageNotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
-    except CannotAdd as refused:
+    except CannotChange as refused:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(refused)) from None
     except ScorerUnavailable as unavailable:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(unavailable)) from None
-    message = f"added as a {authenticity} reference of {item['product']}; rescored: {values['status']}"
+    message = (f"added as a {authenticity} reference of {item['product']}; rescored: {outcome['status']}"
+               if outcome["state"] == "applied" else
+               f"proposed as a {authenticity} reference of {item['product']} (change {outcome['change']}): an admin decides")
     return RedirectResponse(f"/items/{item_id}?{_filter(request).query_string(message=message)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/gallery")
+def gallery_page(request: Request, message: str | None = None, session: Session = Depends(page_session),
+                 db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
+    """The gallery's changes: proposals to decide, what was applied (with versions), rollbacks."""
+    from knockoff_serve.references import changes, kept_versions
+
+    from knockoff.gallery.store import read_info
+
+    scorer = request.app.state.scorer
+    version = read_info(scorer.gallery_path).version if (scorer.gallery_path / "gallery.json").is_file() else "none"
+    return render(request, "gallery.html", session=session, changes=changes(db), version=version, path=scorer.gallery_path,
+                  kept=set(kept_versions(settings_of(request))), message=message)
+
+
+@router.post("/gallery/changes/{change_id}/{verdict}")
+def decide_change(request: Request, change_id: ItemId, verdict: str, csrf_token: str = Form(""),
+                  session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
+    """An admin approves (applies) or rejects a proposed change."""
+    from knockoff_serve.references import CannotChange, apply, reject
+
+    check_form_csrf(session, csrf_token)
+    if verdict not in ("approve", "reject"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    try:
+        if verdict == "approve":
+            outcome = apply(db, change_id, session.viewer, request.app.state.scorer, settings_of(request))
+            message = f"change {change_id} applied; the photo rescored: {outcome['status']}"
+        else:
+            reject(db, change_id, session.viewer)
+            message = f"change {change_id} rejected"
+    except CannotChange as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN if "admin" in str(refused) else status.HTTP_400_BAD_REQUEST,
+                            str(refused)) from None
+    return RedirectResponse(f"/gallery?message={quote(message)}", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/gallery/rollback")
+def rollback_form(request: Request, version: str = Form(...), csrf_token: str = Form(""),
+                  session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
+    """An admin restores an earlier version of the gallery."""
+    from knockoff_serve.references import CannotChange, roll_back
+
+    check_form_csrf(session, csrf_token)
+    try:
+        roll_back(db, version, session.viewer, request.app.state.scorer, settings_of(request))
+    except CannotChange as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN if "admin" in str(refused) else status.HTTP_400_BAD_REQUEST,
+                            str(refused)) from None
+    return RedirectResponse(f"/gallery?message={quote(f'gallery rolled back to {version}')}", status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/undo")
@@ -313,7 +377,11 @@ def _image(request: Request, path: str, base: Path, full: bool) -> Response:
         cached = thumbnail(real, 1600 if full else settings.thumbnail_px, settings.thumbnails)
     except ImageNotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
-    return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    headers = {"Cache-Control": "private, max-age=86400"}
+    reason = not_shown_reason(cached)
+    if reason:  # over the decode ceiling, or no image: the header and the placeholder's pixels say why
+        headers["X-Knockoff-Not-Shown"] = reason
+    return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
 
 def _evidence(item: sqlite3.Row) -> dict[str, list[dict]]:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 STATUSES = ("all", "pending", "decided", "counterfeit", "genuine", "unsure", "failed")
 # What screening made of the photo (knockoff/scoring/open_world.py); 'unsupported' is the
 # "needs references" queue.
-SCREENING = ("all", "scored", "no_match", "unsupported", "error")
+SCREENING = ("all", "scored", "no_match", "unsupported", "copy", "error")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ _ITEM_COLUMNS = (
     "model_version", "index_version", "evidence", "rank", "status", "status_reason", "matched_product",
     "seller_id", "marketplace", "listing_url", "title", "price", "currency", "duplicate_group", "reference_copy",
 )
-_SELLER_COLUMNS = ("seller_id", "risk", "risk_brand", "listings", "judged_listings", "flagged_listings", "expected_fakes",
-                   "top_listing", "unsupported_listings")
+_SELLER_COLUMNS = ("marketplace", "seller_id", "risk", "risk_brand", "listings", "judged_listings", "flagged_listings",
+                   "expected_fakes", "top_listing", "unsupported_listings")
 
 
 def results_files(paths: list[Path]) -> list[Path]:
@@ -92,7 +92,7 @@ def _sellers(path: Path) -> list[dict]:
 
     with tempfile.TemporaryDirectory(prefix="knockoff-import-") as scratch:
         sellers = write_sellers(path, Path(scratch) / "sellers.parquet").to_pylist()
-    return [s for s in sellers if s["seller_id"] is not None]
+    return [{**s, "marketplace": s["marketplace"] or ""} for s in sellers if s["seller_id"] is not None]
 
 
 def _item_values(run_id: int, position: int, row: dict) -> tuple:

@@ -21,9 +21,10 @@ def ranked(connection: sqlite3.Connection, viewer: Viewer, run: int | None, page
     return connection.execute(
         f"""SELECT s.*, r.name AS run_name,
                (SELECT COUNT(*) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
-                   AND i.decision IS NULL AND i.error IS NULL) AS pending,
+                   AND COALESCE(i.marketplace, '') = s.marketplace AND i.decision IS NULL AND i.error IS NULL) AS pending,
                (SELECT COUNT(DISTINCT i.listing_id) FROM items i WHERE i.run_id = s.run_id AND i.seller_id = s.seller_id
-                   AND i.decision = 'counterfeit' AND {visible_to(viewer, "i")}) AS confirmed_fakes
+                   AND COALESCE(i.marketplace, '') = s.marketplace AND i.decision = 'counterfeit'
+                   AND {visible_to(viewer, "i")}) AS confirmed_fakes
             FROM sellers s JOIN runs r ON r.id = s.run_id
             WHERE (:run IS NULL OR s.run_id = :run)
             ORDER BY s.risk DESC, s.seller_id LIMIT :limit OFFSET :offset""",
@@ -48,15 +49,19 @@ class Listing:
         return max(scores) if scores else None
 
 
-def seller(connection: sqlite3.Connection, viewer: Viewer, seller_id: str, run: int | None) -> tuple[list[sqlite3.Row], list[Listing]]:
-    """(its risk rows, one per run; its listings, most suspicious first) as this viewer sees them."""
+def seller(connection: sqlite3.Connection, viewer: Viewer, seller_id: str, marketplace: str, run: int | None
+           ) -> tuple[list[sqlite3.Row], list[Listing]]:
+    """(its risk rows, one per run; its listings, most suspicious first) as this viewer sees
+    them. A seller is its id on its marketplace ('' when the results name none)."""
+    where = {"seller": seller_id, "marketplace": marketplace, "run": run, "me": viewer.id}
     risk = connection.execute(
         "SELECT s.*, r.name AS run_name FROM sellers s JOIN runs r ON r.id = s.run_id "
-        "WHERE s.seller_id = :seller AND (:run IS NULL OR s.run_id = :run) ORDER BY s.run_id DESC",
-        {"seller": seller_id, "run": run}).fetchall()
+        "WHERE s.seller_id = :seller AND s.marketplace = :marketplace AND (:run IS NULL OR s.run_id = :run) "
+        "ORDER BY s.run_id DESC", where).fetchall()
     photos = connection.execute(
-        f"SELECT * FROM items i WHERE i.seller_id = :seller AND (:run IS NULL OR i.run_id = :run) AND {visible_to(viewer, 'i')} "
-        "ORDER BY i.listing_id, i.rank DESC, i.id", {"me": viewer.id, "seller": seller_id, "run": run}).fetchall()
+        "SELECT * FROM items i WHERE i.seller_id = :seller AND COALESCE(i.marketplace, '') = :marketplace "
+        f"AND (:run IS NULL OR i.run_id = :run) AND {visible_to(viewer, 'i')} ORDER BY i.listing_id, i.rank DESC, i.id",
+        where).fetchall()
     listings: dict[str, Listing] = {}
     for photo in photos:
         key = photo["listing_id"] or photo["path"]
@@ -70,8 +75,10 @@ def listing_photos(connection: sqlite3.Connection, viewer: Viewer, item: sqlite3
     if item["listing_id"] is None:
         return []
     return connection.execute(
-        f"SELECT * FROM items i WHERE i.run_id = :run AND i.listing_id = :listing AND i.id != :id AND {visible_to(viewer, 'i')} "
-        "ORDER BY i.position", {"me": viewer.id, "run": item["run_id"], "listing": item["listing_id"], "id": item["id"]}).fetchall()
+        "SELECT * FROM items i WHERE i.run_id = :run AND i.listing_id = :listing AND COALESCE(i.seller_id, '') = :seller "
+        f"AND COALESCE(i.marketplace, '') = :marketplace AND i.id != :id AND {visible_to(viewer, 'i')} ORDER BY i.position",
+        {"me": viewer.id, "run": item["run_id"], "listing": item["listing_id"], "id": item["id"],
+         "seller": item["seller_id"] or "", "marketplace": item["marketplace"] or ""}).fetchall()
 
 
 def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:
@@ -79,8 +86,12 @@ def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:
     or URL (sellers copy each other's image links as well as the images), or, within its run,
     a copy of it (cropped, resized, re-encoded, mirrored, watermarked: its duplicate_group)."""
     row = connection.execute(
-        "SELECT COUNT(DISTINCT run_id || ':' || COALESCE(listing_id, id)) AS listings, COUNT(DISTINCT seller_id) AS sellers "
+        "SELECT COUNT(DISTINCT run_id || char(31) || COALESCE(marketplace, '') || char(31) || COALESCE(seller_id, '') || char(31)"
+        " || COALESCE(listing_id, id)) AS listings,"
+        " COUNT(DISTINCT COALESCE(marketplace, '') || char(31) || seller_id) AS sellers "
         "FROM items WHERE (path = :path OR (run_id = :run AND duplicate_group = :group)) "
-        "AND NOT (run_id = :run AND COALESCE(listing_id, '') = COALESCE(:listing, ''))",
-        {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"], "group": item["duplicate_group"]}).fetchone()
+        "AND NOT (run_id = :run AND COALESCE(listing_id, '') = COALESCE(:listing, '') AND COALESCE(seller_id, '') = :seller "
+        "AND COALESCE(marketplace, '') = :marketplace)",
+        {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"], "group": item["duplicate_group"],
+         "seller": item["seller_id"] or "", "marketplace": item["marketplace"] or ""}).fetchone()
     return int(row["listings"]), int(row["sellers"])

@@ -18,6 +18,9 @@ class Settings:
     home: Path = field(default_factory=knockoff_home)
     model: Path = Path("models/knockoff.onnx")
     gallery: Path = Path("models/gallery")
+    # The service scores with, and changes, a copy of `gallery` under `home` (serve/references.py);
+    # True: `gallery` itself (never the checkout's tracked gallery unless asked).
+    edit_gallery_in_place: bool = False
     # Listing photos and references are shown only from inside these folders.
     image_roots: tuple[Path, ...] = ()
     # Gallery reference paths are relative to the data root (KNOCKOFF_DATA).
@@ -32,6 +35,9 @@ class Settings:
     # it are refused (429) until the window has passed; one client address gets three times that.
     login_attempts: int = 10
     login_window_s: float = 600.0
+    # How long a write waits for another process's write lock on the store before the request
+    # is answered 503 (Retry-After) rather than held open.
+    store_busy_timeout_s: float = 5.0
 
     @property
     def database(self) -> Path:

@@ -98,8 +98,10 @@ CREATE INDEX IF NOT EXISTS items_by_listing ON items (run_id, listing_id);
 CREATE INDEX IF NOT EXISTS items_by_path ON items (path);
 CREATE INDEX IF NOT EXISTS items_by_duplicate ON items (run_id, duplicate_group);
 -- Per run, each seller's risk as `knockoff sellers` computes it (knockoff/listings/sellers.py)
+-- A seller is its id on its marketplace ('' when the results name none).
 CREATE TABLE IF NOT EXISTS sellers (
     run_id INTEGER NOT NULL REFERENCES runs(id),
+    marketplace TEXT NOT NULL DEFAULT '',
     seller_id TEXT NOT NULL,
     risk REAL NOT NULL,
     risk_brand TEXT,              -- the brand the risk comes from
@@ -109,7 +111,7 @@ CREATE TABLE IF NOT EXISTS sellers (
     expected_fakes REAL NOT NULL,
     top_listing TEXT,
     unsupported_listings INTEGER NOT NULL,
-    PRIMARY KEY (run_id, seller_id)
+    PRIMARY KEY (run_id, marketplace, seller_id)
 );
 CREATE INDEX IF NOT EXISTS sellers_by_risk ON sellers (risk DESC);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -129,6 +131,24 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_by_user ON decisions (user_id, id);
 CREATE INDEX IF NOT EXISTS decisions_by_item ON decisions (item_id, id);
+-- Every change to the service's gallery, proposed or made: who, when, which photo, which
+-- label, the gallery versions before and after (serve/references.py).
+CREATE TABLE IF NOT EXISTS gallery_changes (
+    id INTEGER PRIMARY KEY,
+    action TEXT NOT NULL CHECK (action IN ('add', 'rollback')),
+    item_id INTEGER REFERENCES items(id),
+    path TEXT,
+    product TEXT,
+    authenticity TEXT,
+    state TEXT NOT NULL CHECK (state IN ('proposed', 'applied', 'rejected')),
+    proposed_by INTEGER NOT NULL REFERENCES users(id),
+    proposed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    decided_by INTEGER REFERENCES users(id),
+    decided_at TEXT,
+    version_before TEXT,
+    version_after TEXT,
+    note TEXT
+);
 CREATE TABLE IF NOT EXISTS leases (
     item_id INTEGER PRIMARY KEY REFERENCES items(id),
     user_id INTEGER NOT NULL REFERENCES users(id),
@@ -137,15 +157,20 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, busy_timeout_s: float = 10.0) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    connection = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
-    connection.execute("PRAGMA busy_timeout = 10000")
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     return connection
+
+
+def is_busy(error: sqlite3.OperationalError) -> bool:
+    """Another process holds the store's lock longer than the busy timeout (not a broken store)."""
+    return "locked" in str(error) or "busy" in str(error)
 
 
 # Columns added after a store may have been created: (table, column, type).
@@ -177,6 +202,16 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if "status" not in present:
         connection.execute("UPDATE items SET status = CASE WHEN error IS NULL THEN 'scored' ELSE 'error' END")
+    sellers = {row["name"] for row in connection.execute("PRAGMA table_info(sellers)")}
+    if sellers and "marketplace" not in sellers:
+        # keyed by (run, seller id) before: the same id on two marketplaces was one seller
+        connection.executescript(
+            "ALTER TABLE sellers RENAME TO sellers_before_marketplace;"
+            + SCHEMA[SCHEMA.index("-- A seller is its id"):SCHEMA.index("CREATE INDEX IF NOT EXISTS sellers_by_risk")]
+            + "INSERT INTO sellers (run_id, marketplace, seller_id, risk, risk_brand, listings, judged_listings, flagged_listings,"
+              " expected_fakes, top_listing, unsupported_listings) SELECT run_id, '', seller_id, risk, risk_brand, listings,"
+              " judged_listings, flagged_listings, expected_fakes, top_listing, unsupported_listings FROM sellers_before_marketplace;"
+              "DROP TABLE sellers_before_marketplace;")
 
 
 @contextmanager

@@ -34,7 +34,8 @@ def settings_of(request: Request) -> Settings:
 
 
 def database(request: Request) -> Iterator[sqlite3.Connection]:
-    connection = connect(settings_of(request).database)
+    settings = settings_of(request)
+    connection = connect(settings.database, settings.store_busy_timeout_s)
     try:
         yield connection
     finally:

@@ -55,21 +55,30 @@ def tiny_gallery(tiny_onnx, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def trickling_server():
+def trickling_server(monkeypatch):
     """A real HTTP server on 127.0.0.1 whose /slow sends one byte every 0.2 s, for ever (bounded
-    here to 60 s), and whose /photo serves a real photo at once. `.peak` is the most /slow
-    downloads it ever served at the same time."""
+    here to 60 s), whose /photo serves a real photo at once, and whose /redirect?to=URL
+    redirects. `.peak` is the most /slow downloads it ever served at the same time, `.requests`
+    every request. Downloads from this machine are allowed (KNOCKOFF_ALLOW_PRIVATE_URLS) for it."""
+    monkeypatch.setenv("KNOCKOFF_ALLOW_PRIVATE_URLS", "1")
     import http.server
     import threading
     import time as clock
     import types
 
     lock = threading.Lock()
-    state = types.SimpleNamespace(url="", active=0, peak=0)
+    state = types.SimpleNamespace(url="", active=0, peak=0, requests=0)
     photo = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[0].read_bytes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the standard library's name)
+            with lock:
+                state.requests += 1
+            if self.path.startswith("/redirect?to="):
+                self.send_response(302)
+                self.send_header("Location", self.path.removeprefix("/redirect?to="))
+                self.end_headers()
+                return
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
             self.end_headers()

@@ -87,21 +87,36 @@ def run_on_emulated_cpu(code: str, cpu: str = AVX2_ONLY_CPU, timeout: float = 60
     return finished.stdout
 
 
-def zero_png(path: Path, width: int, height: int, bit_depth: int = 16) -> Path:
-    """An all-zero greyscale PNG of any size, written row by row: a decompression bomb of a few
-    hundred KB that never exists decoded in this process."""
+def zero_png(path: Path, width: int, height: int, bit_depth: int = 16, channels: int = 1) -> Path:
+    """An all-zero PNG of any size (1 channel grey, 2 grey and alpha, 3 RGB, 4 RGBA), written row
+    by row: a decompression bomb of a few hundred KB that never exists decoded in this process."""
     import struct
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    row = b"\x00" * (1 + width * bit_depth // 8)  # filter byte + zero samples
+    row = b"\x00" * (1 + width * channels * bit_depth // 8)  # filter byte + zero samples
     compressor, body = zlib.compressobj(9), []
     for _ in range(height):
         body.append(compressor.compress(row))
     body.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(body)) + chunk(b"IEND", b""))
+    return path
+
+
+def review_store(path: Path, rows: int) -> Path:
+    """A review service's store holding analyst 7 ("ana") and run 1 of `rows` rows; each test
+    inserts the decided items it needs."""
+    import sqlite3
+
+    from knockoff_serve.store import initialize
+
+    initialize(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO users (id, name, role, password_hash) VALUES (7, 'ana', 'analyst', 'x')")
+        connection.execute("INSERT INTO runs (id, name, path, fingerprint, rows) VALUES (1, 'r', 'r', 'f', ?)", (rows,))
     return path

@@ -90,8 +90,13 @@ def test_screening_has_a_row_for_every_input_and_keeps_going(pipeline):
         if row["error"]:
             assert row["score"] is None and row["flagged"] is None and row["status"] == "error"
             continue
-        assert row["status"] in ("scored", "no_match", "unsupported")
-        if row["status"] == "scored":
+        assert row["status"] in ("scored", "no_match", "unsupported", "copy")
+        if row["reference_copy"]:  # a copy of a reference: its verdict says which, and why
+            assert "copies the" in row["status_reason"] and row["reference_copy"] in row["status_reason"]
+            assert row["flagged"] == (row["status"] == "scored")
+            # a copy of a genuine reference keeps its product's score, none where its claimed product could not be judged
+            assert row["score"] is None and row["status"] == "copy" or 0.0 <= row["score"] <= 1.0
+        elif row["status"] == "scored":
             assert 0.0 <= row["score"] <= 1.0 and row["status_reason"] is None
             assert row["flagged"] == (row["score"] >= row["threshold"])
         else:  # not judged: never flagged, and the row says why

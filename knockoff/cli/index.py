@@ -46,7 +46,7 @@ def index(
         overrides = {"references": tuple(reference) if reference else None, "calibration": calibration, "factory": factory}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         gallery = run_index(config, model, out)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, TimeoutError) as error:
         fail(error)
     typer.echo(f"gallery {gallery.info.version}: {gallery.info.count} references ({gallery.info.index_factory}) -> {out}")
     if gallery.info.calibration:
@@ -75,7 +75,7 @@ def index_add(
         fail(ValueError("--fake and --brand describe --product"))
     try:
         added = add_references(model, gallery, sources, product, FAKE if fake else GENUINE, brand)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, TimeoutError) as error:
         fail(error)
     for path, error in added.unreadable[:10]:
         typer.echo(f"  unreadable: {path}: {error}", err=True)

@@ -62,6 +62,7 @@ def evidence(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the pack (HTML, PDF, takedown CSV).")] = Path("evidence"),
     store: Annotated[Optional[Path], typer.Option(help="The review service's store (knockoff.db): analysts' decisions, names and notes.")] = None,
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also print the pack to PDF with headless Chromium.")] = True,
+    marketplace: Annotated[Optional[str], typer.Option(help="The seller's marketplace, when its id is found on several (each is a seller of its own).")] = None,
 ) -> None:
     """Write a seller's evidence pack: each flagged or confirmed listing with its url, photos
     beside the nearest genuine references and known fakes, score, threshold, status, reused
@@ -71,7 +72,7 @@ def evidence(
     from knockoff.listings.evidence import write_evidence
 
     try:
-        pack = write_evidence(results, seller, out, store, data_root(), pdf=pdf)
+        pack = write_evidence(results, seller, out, store, data_root(), pdf=pdf, marketplace=marketplace)
     except (FileNotFoundError, ValueError) as error:
         fail(error)
     typer.echo(f"{pack.listings} listings -> {pack.html}, {pack.csv}" + (f", {pack.pdf}" if pack.pdf else ""))

@@ -37,6 +37,46 @@ def prepare(
 
 
 @app.command()
+def groups(
+    params: ParamsOption = DEFAULT_PARAMS,
+    out: Annotated[Path, typer.Option(help="Photograph groups (Parquet: path, group, sha1).")] = Path("data/groups.parquet"),
+    report: Annotated[Path, typer.Option(help="Group counts per source (JSON).")] = Path("reports/groups.json"),
+) -> None:
+    """Group the prepared photos by photograph (DVC stage `groups`).
+
+    A photo and its copies (rotated, mirrored, cropped, re-coloured) form one group, so that
+    training, epoch selection, calibration and evaluation never hold copies of one shot on
+    both sides. Candidates from frozen ImageNet features, verified on the pixels. Needs the
+    [train] extra.
+    """
+    import json
+
+    from knockoff.data import data_root, portable_path
+    from knockoff.data.groups import GroupsConfig, groups_report, photograph_groups, write_groups
+    from knockoff.data.prepare import read_prepared_with_hashes
+    from knockoff.model.pretrained_features import pretrained_features
+    from knockoff.params import load_config
+
+    try:
+        config = load_config(GroupsConfig, "groups", params)
+        records, sha1 = read_prepared_with_hashes([Path(m) for m in config.manifests])
+    except (FileNotFoundError, ValueError) as error:
+        fail(error)
+    features, mirrored, _ = pretrained_features(records, config.backbone, workers=config.workers)
+    found = photograph_groups([r.path for r in records], features, [mirrored], config.options)
+    write_groups(found, [portable_path(r.path, data_root()) for r in records], sha1, out)
+    labels = [f"{r.product} | {r.authenticity}" if r.product and r.authenticity else None for r in records]
+    summary = groups_report([r.source or "" for r in records], labels, found.group, found.pairs, found.copies)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(summary, indent=2) + "\n")
+    typer.echo(f"{summary['photos']} photos in {summary['groups']} photograph groups ({found.copies} copy pairs of "
+               f"{found.pairs} candidates) -> {out}")
+    for name, counts in summary["sources"].items():
+        typer.echo(f"  {name}: {counts['photos']} photos, {counts['groups']} groups, "
+                   f"{counts['photos_copying_another_source']} copy a photo of another source")
+
+
+@app.command()
 def train(
     params: ParamsOption = DEFAULT_PARAMS,
     out: Annotated[Path, typer.Option(help="Checkpoint to write (the best epoch).")] = Path("models/checkpoint.pt"),

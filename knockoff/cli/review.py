@@ -19,7 +19,8 @@ def review(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     image_root: Annotated[Optional[list[Path]], typer.Option(help="Folder photos may be shown from (repeatable; default: the data root and the current folder).")] = None,
     model: Annotated[Path, typer.Option(help="Model for ad-hoc scoring (POST /api/score); reloaded when it changes.")] = Path("models/knockoff.onnx"),
-    index: Annotated[Path, typer.Option(help="Gallery for ad-hoc scoring; reloaded when it changes.")] = Path("models/gallery"),
+    index: Annotated[Path, typer.Option(help="Gallery to score with: the service works on its own copy under KNOCKOFF_HOME, whose changes (references added, rolled back) an admin approves.")] = Path("models/gallery"),
+    edit_gallery_in_place: Annotated[bool, typer.Option("--edit-gallery-in-place", help="Change --index itself, not a copy under KNOCKOFF_HOME.")] = False,
     secure_cookies: Annotated[bool, typer.Option(help="Mark cookies Secure (serve behind HTTPS).")] = False,
 ) -> None:
     """Start the analyst review service on the given screening results.
@@ -36,7 +37,8 @@ def review(
 
     from knockoff.data import data_root
 
-    settings = Settings(model=model, gallery=index, image_roots=tuple(image_root or ()), data_root=data_root(),
+    settings = Settings(model=model, gallery=index, edit_gallery_in_place=edit_gallery_in_place,
+                        image_roots=tuple(image_root or ()), data_root=data_root(),
                         secure_cookies=secure_cookies)
     initialize(settings.database)
     try:

@@ -29,7 +29,9 @@ def screen(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. ray://head:10001, or auto); default: start a local one.")] = None,
     actors: Annotated[Optional[int], typer.Option(help="Ray engine: scoring actors, each holding the model and gallery (default: one per 2 CPUs of the cluster).")] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Exit 0 when the inputs hold no image at all (by default that is an error: a wrong folder or pattern).")] = False,
-    duplicates: Annotated[bool, typer.Option("--duplicates", help="Find reused photos across the run (duplicate_group, reference_copy) when it finishes; costs several times the screening on photos dense in look-alikes.")] = False,
+    duplicates: Annotated[bool, typer.Option("--duplicates", help="Find reused photos across the run (duplicate_group) when it finishes; costs several times the screening on photos dense in look-alikes.")] = False,
+    download_deadline: Annotated[Optional[float], typer.Option(help="The longest a photo URL may take to download, in seconds (default 60, or KNOCKOFF_DOWNLOAD_DEADLINE_S); a slower one is an error row.")] = None,
+    copy_check: Annotated[bool, typer.Option("--copy-check/--no-copy-check", help="Check each photo for a copy of a gallery reference (reference_copy): a copy of a known fake is flagged naming it, a copy of a genuine reference is `copy`, never flagged or cleared.")] = True,
 ) -> None:
     """Score listing photos for counterfeits (torch-free).
 
@@ -44,8 +46,14 @@ def screen(
     from knockoff.screening.screen import ScreenOptions
     from knockoff.screening.screen import screen as run_screen
 
+    if download_deadline is not None:
+        from knockoff.images import decode
+
+        if download_deadline <= 0:
+            fail(ValueError("--download-deadline must be positive"))
+        decode.DOWNLOAD_DEADLINE_S = download_deadline
     options = ScreenOptions(batch_size, workers, threads, device, model_batch=model_batch, rows_per_part=part_rows, resume=resume,
-                            duplicates=DuplicateOptions() if duplicates else None)
+                            duplicates=DuplicateOptions() if duplicates else None, copy_check=copy_check)
     try:
         if engine == "local":
             summary = run_screen(inputs, out, model, index, options)

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from knockoff.data.records import ImageRecord, parse_authenticity
 from knockoff.data.root import data_root
-from knockoff.images.decode import is_object_store, is_url
+from knockoff.images.decode import check_store_configured, is_object_store, is_url
 
 MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq", ".jsonl", ".ndjson"})
 # Parquet manifests written by `knockoff prepare` store paths relative to the data root, or
@@ -89,6 +89,10 @@ def _open_binary(manifest_path: Path | str) -> Iterator[IO[bytes]]:
     else:
         from pyarrow import fs
 
+        try:
+            check_store_configured(manifest_path)
+        except ValueError as error:
+            raise ManifestError(f"{manifest_path}: {error}") from None
         filesystem, object_path = fs.FileSystem.from_uri(manifest_path)
         with filesystem.open_input_file(object_path) as handle:
             yield handle
@@ -104,7 +108,7 @@ def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[str, dict[str, Any] 
             # Line numbers count the header as line 1, as a spreadsheet shows them.
             first_line = 2
             for row in reader:
-                yield _csv_row(row, first_line, reader.line_num)
+                yield _csv_row(row, first_line, reader.line_num, len(reader.fieldnames or ()))
                 first_line = reader.line_num + 1
     elif suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -136,12 +140,15 @@ def _iter_rows(manifest_path: Path | str) -> Iterator[tuple[str, dict[str, Any] 
                 yield f"line {line_number}", row
 
 
-def _csv_row(row: dict, first_line: int, last_line: int) -> tuple[str, dict[str, Any] | ValueError]:
+def _csv_row(row: dict, first_line: int, last_line: int, columns: int) -> tuple[str, dict[str, Any] | ValueError]:
+    """A row as read, or the error that names its lines. A quoted field may hold line breaks
+    (a scraped title often does); one whose later lines look like rows of their own, with a
+    field for every column, is an unclosed quote that swallowed the lines after it."""
     where = f"line {first_line}" if last_line == first_line else f"lines {first_line}-{last_line}"
     problem = None
     if None in row:  # more fields than the header names
         problem = ValueError(f"{len(row[None])} more fields than the header has")
-    spanning = [key for key, value in row.items() if isinstance(value, str) and ("\n" in value or "\r" in value)]
+    spanning = [key for key, value in row.items() if isinstance(value, str) and _swallows_rows(value, columns)]
     if spanning:
         problem = ValueError(f"field {spanning[0]!r} runs over {last_line - first_line + 1} lines: an unclosed quote "
                              f"swallowed the lines after it (fix the quote; those rows were not screened)")
@@ -149,6 +156,11 @@ def _csv_row(row: dict, first_line: int, last_line: int) -> tuple[str, dict[str,
         return where, row
     problem.fields = row  # what could be read of it (its listing_id names the error row)
     return where, problem
+
+
+def _swallows_rows(value: str, columns: int) -> bool:
+    lines = value.splitlines()[1:]
+    return any(len(next(csv.reader([line]), [])) >= max(columns, 2) for line in lines if line.strip())
 
 
 def _check_columns(manifest_path: Path | str, columns: list[str]) -> None:

@@ -108,3 +108,15 @@ def read_prepared(manifest: Path) -> tuple[list[ImageRecord], int]:
     errors = pq.read_table(manifest, columns=["error"]).column("error").to_pylist()
     records = [r for r, error in zip(read_manifest(manifest), errors) if error is None]
     return records, len(errors) - len(records)
+
+
+def read_prepared_with_hashes(manifests: list[Path]) -> tuple[list[ImageRecord], list[str]]:
+    """The records of several prepared manifests that decode, with each one's SHA-1."""
+    records, hashes = [], []
+    for manifest in manifests:
+        table = pq.read_table(manifest, columns=["sha1", "error"])
+        decodes = [error is None for error in table.column("error").to_pylist()]
+        found, _ = read_prepared(manifest)
+        records += found
+        hashes += [sha1 for sha1, ok in zip(table.column("sha1").to_pylist(), decodes) if ok]
+    return records, hashes

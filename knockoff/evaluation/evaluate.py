@@ -2,10 +2,13 @@
 
 Every model (the fine-tuned one, and the frozen pretrained backbone as the baseline) is
 measured in the same run on the same photos, through the production path: ONNX embeddings,
-a FAISS gallery, the screening scorer.
+a FAISS gallery, the screening scorer. Every figure is given twice: for new photographs (no
+copy of them among the references: the headline) and, under `copies`, for photos that copy
+a reference (photograph groups, `knockoff groups`): the latter measure recall of training
+photos, not judgement of new ones.
 - sneakers: gallery = train (genuine + fakes), queries = valid: ROC-AUC, average precision,
-  recall at the target precision, product top-1; for a calibrated gallery, the precision
-  and recall of its `flagged` decision, estimated out-of-sample by 2-fold cross-fitting.
+  recall at the target precision, product top-1; the precision and recall of a `flagged`
+  decision, estimated out-of-sample by 2-fold cross-fitting over photograph groups.
 - grocery packages: queries = val phone photos; gallery = one studio iconic image per
   product, then iconic + train photos: Recall@1 (the nearest reference is the product).
 - the int8 model (`export --int8`), as deployed: its queries against galleries embedded by
@@ -24,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from knockoff.data import data_root, portable_path, read_source
+from knockoff.data.groups import group_keys, new_photographs, read_groups
 from knockoff.data.records import FAKE, ImageRecord
 from knockoff.evaluation.metrics import average_precision, precision_recall_curve, recall_at_precision, roc_auc, roc_curve
 from knockoff.gallery.matching import match
-from knockoff.gallery.store import Gallery
+from knockoff.gallery.store import Gallery, read_info
 from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 from knockoff.scoring import ScorerParams, fit_calibration
 
@@ -47,6 +51,7 @@ class EvaluateConfig:
     # and the unmonitored source whose held-back half set the gallery's no-match threshold.
     crawl: dict[str, str] = field(default_factory=dict)
     unmonitored: str | None = None
+    groups: str = ""  # photograph groups (`knockoff groups`): new photographs and copies apart
     batch_size: int = 32
     workers: int = 2
 
@@ -58,11 +63,24 @@ class _Embedded:
 
 
 class EmbeddingCache:
-    """Each (model, source) embedded once per run, whichever measurement asks first."""
+    """Each (model, source) embedded once per run, whichever measurement asks first; and the
+    photograph group of each photo."""
 
     def __init__(self, config: EvaluateConfig) -> None:
         self.config = config
         self._cache: dict[tuple[str, str], _Embedded] = {}
+        self.groups = read_groups(Path(config.groups)) if config.groups else {}
+        self.known_copies: set[str] = set()  # portable paths the index found to copy a reference (excluded_copies)
+
+    def keys(self, records: list[ImageRecord]) -> np.ndarray:
+        return group_keys([portable_path(r.path, data_root()) for r in records], self.groups)
+
+    def new_photographs(self, records: list[ImageRecord], gallery_specs: str | tuple[str, ...], embedder: OnnxEmbedder) -> np.ndarray:
+        """Which photos no reference of these galleries copies (every photo, without groups)."""
+        specs = (gallery_specs,) if isinstance(gallery_specs, str) else gallery_specs
+        references = [r for spec in specs for r in self.get(embedder, spec).records]
+        known = np.array([portable_path(r.path, data_root()) not in self.known_copies for r in records], dtype=bool)
+        return new_photographs(self.keys(records), self.keys(references)) & known
 
     def get(self, embedder: OnnxEmbedder, spec: str) -> _Embedded:
         key = (embedder.info.version, spec)
@@ -96,45 +114,66 @@ def evaluate_model(embedder: OnnxEmbedder, config: EvaluateConfig, scorer: Score
     if config.sneakers_gallery and config.sneakers_queries:
         queries = embedded(config.sneakers_queries)
         matches = match(gallery_of(config.sneakers_gallery), queries.vectors, with_evidence=False)
+        keys = cache.keys(queries.records)
         is_fake = np.array([r.authenticity == FAKE for r in queries.records])
-        products = [r.product for r in queries.records]
-        metrics["sneakers"] = {
-            "queries": len(queries.records),
-            "roc_auc": roc_auc(is_fake, matches.raw),
-            "average_precision": average_precision(is_fake, matches.raw),
-            f"recall_at_{round(config.target_precision * 100)}_precision": recall_at_precision(is_fake, matches.raw, config.target_precision),
-            "product_top1": float(np.mean([p == t for p, t in zip(matches.product, products)])),
-            "flagged_cross_fitted": cross_fitted_flagging(matches.raw, is_fake, config.target_precision),
-        }
-        curves["roc"] = roc_curve(is_fake, matches.raw)
-        curves["pr"] = precision_recall_curve(is_fake, matches.raw)
+        products = np.array([r.product for r in queries.records], dtype=object)
+        new = cache.new_photographs(queries.records, config.sneakers_gallery, gallery_embedder)
+        figures = {}
+        for name, members in (("new", new), ("copies", ~new)):
+            if not 0 < is_fake[members].sum() < members.sum():
+                figures[name] = {"queries": int(members.sum())}
+                continue
+            figures[name] = {
+                "queries": int(members.sum()),
+                "photographs": len(set(keys[members])),
+                "roc_auc": roc_auc(is_fake[members], matches.raw[members]),
+                "average_precision": average_precision(is_fake[members], matches.raw[members]),
+                f"recall_at_{round(config.target_precision * 100)}_precision": recall_at_precision(
+                    is_fake[members], matches.raw[members], config.target_precision),
+                "product_top1": float(np.mean(np.array(matches.product, dtype=object)[members] == products[members])),
+                "flagged_cross_fitted": cross_fitted_flagging(matches.raw[members], is_fake[members], config.target_precision,
+                                                              keys=keys[members]),
+            }
+        metrics["sneakers"] = {**figures["new"], "copies": figures["copies"]}
+        curves["roc"] = roc_curve(is_fake[new], matches.raw[new])
+        curves["pr"] = precision_recall_curve(is_fake[new], matches.raw[new])
     if config.grocery_queries and config.grocery_iconic:
         queries = embedded(config.grocery_queries)
-        metrics["grocery"] = {
-            "queries": len(queries.records),
-            "recall_at_1_iconic": recall_at_1(gallery_of(config.grocery_iconic), queries),
-        }
+        galleries = {"recall_at_1_iconic": (config.grocery_iconic,)}
         if config.grocery_train:
-            metrics["grocery"]["recall_at_1_iconic_and_train"] = recall_at_1(
-                gallery_of(config.grocery_iconic, config.grocery_train), queries
-            )
+            galleries["recall_at_1_iconic_and_train"] = (config.grocery_iconic, config.grocery_train)
+        figures = {"new": {}, "copies": {}}
+        for metric, specs in galleries.items():
+            new = cache.new_photographs(queries.records, specs, gallery_embedder)
+            hits = nearest_is_product(gallery_of(*specs), queries)
+            for name, members in (("new", new), ("copies", ~new)):
+                figures[name]["queries"] = int(members.sum())
+                figures[name][metric] = float(hits[members].mean()) if members.any() else None
+        metrics["grocery"] = {**figures["new"], "copies": figures["copies"]}
     return metrics, curves
 
 
-def recall_at_1(gallery: Gallery, queries: _Embedded) -> float:
-    """Share of photos whose single nearest reference is the right product."""
+def nearest_is_product(gallery: Gallery, queries: _Embedded) -> np.ndarray:
+    """Per photo, whether its single nearest reference is the right product (Recall@1 is the mean)."""
     _, rows = gallery.search(queries.vectors, 1)
     nearest = [gallery.product_names[gallery.product_codes[row]] for row in rows[:, 0]]
-    return float(np.mean([n == r.product for n, r in zip(nearest, queries.records)]))
+    return np.array([n == r.product for n, r in zip(nearest, queries.records)], dtype=bool)
 
 
-def cross_fitted_flagging(raw: np.ndarray, is_fake: np.ndarray, target_precision: float, seed: int = 0) -> dict:
+def cross_fitted_flagging(raw: np.ndarray, is_fake: np.ndarray, target_precision: float, seed: int = 0,
+                          keys: np.ndarray | None = None) -> dict:
     """Precision/recall of the `flagged` decision on photos its threshold was not fit on.
 
-    Calibration is fit on one half of the split and applied to the other, both ways round.
+    Calibration is fit on one half of the split and applied to the other, both ways round;
+    with `keys` (photograph groups) each group stays whole on one side.
     """
-    order = np.random.default_rng(seed).permutation(len(raw))
-    halves = (order[: len(raw) // 2], order[len(raw) // 2 :])
+    keys = np.arange(len(raw)).astype(str) if keys is None else np.asarray(keys)
+    groups = np.unique(keys)
+    first = set(groups[np.random.default_rng(seed).permutation(len(groups))[: len(groups) // 2]].tolist())
+    inside = np.array([key in first for key in keys], dtype=bool)
+    halves = (np.flatnonzero(inside), np.flatnonzero(~inside))
+    if min(len(h) for h in halves) == 0 or not (0 < is_fake.sum() < len(is_fake)):
+        return {"precision": None, "recall": None, "flagged": 0}
     flagged = np.zeros(len(raw), dtype=bool)
     for fit_half, apply_half in (halves, halves[::-1]):
         calibration = fit_calibration(raw[fit_half], is_fake[fit_half], target_precision)
@@ -201,38 +240,29 @@ def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: Eval
     if world is None or gallery.info.calibration is None:
         raise ValueError(f"gallery {gallery_path} has no open-world calibration: rebuild it with `knockoff index`")
     calibrated_on = set(gallery.info.calibration.source.split(","))
-    # Photos the index left out as copies of a reference are left out here too: a photo
-    # that finds itself in the gallery measures nothing about unseen photos.
-    copies = set(gallery.info.excluded_copies)
-    parts, excluded = [], 0
-    for group, spec in config.crawl.items():
-        embedded = cache.get(embedder, spec)
-        keep = [i for i, r in enumerate(embedded.records) if portable_path(r.path, data_root()) not in copies]
-        excluded += len(embedded.records) - len(keep)
-        parts.append(CrawlPart(group, [embedded.records[i] for i in keep], embedded.vectors[keep], spec in calibrated_on))
+    # The calibration photos joined the shipped gallery once calibrated (add_calibration_photos):
+    # here they are the photos judged, so the report reads the gallery without them.
+    gallery = gallery.without_calibration_photos()
+    parts = [CrawlPart(group, cache.get(embedder, spec).records, cache.get(embedder, spec).vectors, spec in calibrated_on)
+             for group, spec in config.crawl.items()]
     held_back = []
     if config.unmonitored:
         _, held = split_unmonitored(list(read_source(config.unmonitored)))
-        held = [r for r in held if portable_path(r.path, data_root()) not in copies]
         held_back, _, _ = embed_records(embedder, held, config.batch_size, config.workers, "unmonitored held back")
     index_config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=world.params)
-    copies = _copies_of_references(gallery, [p for p in parts if p.held_back])
-    report = open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config, copies=copies)
-    report["excluded_copies"] = excluded
-    return report
+    copies, group_of = _copies_of_references(gallery, parts, cache)
+    return open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config, copies=copies,
+                             group_of=group_of)
 
 
-def _copies_of_references(gallery: Gallery, parts: list) -> frozenset[str]:
-    """Paths of the crawl's held-back photos that are copies of a reference (knockoff/images/copies.py;
-    needs OpenCV, in the [train] extra that the pipeline runs with)."""
-    from knockoff.gallery.indexing import copies_of_references
-
-    found = set()
-    for part in parts:
-        for record, copy_of in zip(part.records, copies_of_references(gallery, part.vectors, part.records)):
-            if copy_of is not None:
-                found.add(record.path)
-    return frozenset(found)
+def _copies_of_references(gallery: Gallery, parts: list, cache: EmbeddingCache) -> tuple[frozenset[str], dict[str, str]]:
+    """(paths of the crawl's photos whose photograph a reference shows, each photo's group)."""
+    reference_keys = group_keys(gallery.references.column("path").to_pylist(), cache.groups)
+    records = [r for part in parts for r in part.records]
+    keys = cache.keys(records)
+    copied = ~new_photographs(keys, reference_keys) | np.array([portable_path(r.path, data_root()) in cache.known_copies
+                                                                  for r in records], dtype=bool)
+    return frozenset(r.path for r, copy in zip(records, copied) if copy), {r.path: k for r, k in zip(records, keys)}
 
 
 def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerParams, out_dir: Path,
@@ -241,6 +271,8 @@ def evaluate(models: dict[str, Path], config: EvaluateConfig, scorer: ScorerPara
     ROC/PR plots under out_dir; raise RegressionError after writing if the model regressed."""
     results, curves = {}, {}
     cache = EmbeddingCache(config)
+    if gallery_path is not None:
+        cache.known_copies = set(read_info(gallery_path).excluded_copies)
     embedders = {name: OnnxEmbedder(path) for name, path in models.items()}
     by_version = {embedder.info.version: embedder for embedder in embedders.values()}
     for name, embedder in embedders.items():

@@ -42,18 +42,21 @@ class CrawlPart:
 
 
 def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held_back: np.ndarray,
-                      config: IndexConfig, seed: int = 0, copies: frozenset[str] = frozenset()) -> dict:
-    """The report; `copies` names crawl photos (paths) that are copies of a reference: the
-    report is given for all photos and again for the rest (`without_copies`), since a photo
-    that finds its own copy in the gallery says little about an unseen one."""
+                      config: IndexConfig, seed: int = 0, copies: frozenset[str] = frozenset(),
+                      group_of: dict[str, str] | None = None) -> dict:
+    """The report on new photographs, and again on the copies (`copies`, paths of crawl photos
+    that copy a reference), apart: a photo that finds its own copy in the gallery says little
+    about an unseen one. Calibration is fit on one half's new photographs and judges the other
+    half; halves keep a photograph group (`group_of`: path -> group) on one side."""
     references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
     verdicts: list[dict] = []
     fitted = [p for p in parts if p.held_back]
     records = [r for p in fitted for r in p.records]
     vectors = np.concatenate([p.vectors for p in fitted])
-    halves = _halves(len(records), seed)
+    halves = _halves([(group_of or {}).get(r.path, r.path) for r in records], seed)
     for fit_half, judge_half in (halves, halves[::-1]):
-        world = fit_world(gallery, references, vectors[fit_half], [records[i] for i in fit_half],
+        fit_new = np.array([i for i in fit_half if records[i].path not in copies], dtype=np.int64)
+        world = fit_world(gallery, references, vectors[fit_new], [records[i] for i in fit_new],
                           unmonitored_held_back, config)
         for part in parts:
             rows = np.arange(len(part.records))
@@ -64,16 +67,56 @@ def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held
                 rows = rows[(rows % 2) == (0 if fit_half is halves[0] else 1)]
             matches = match(gallery, part.vectors[rows], with_evidence=False)
             decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
-                             matches.product_similarity, matches.raw, matches.genuine_similarity)
+                             matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
             verdicts += _rows(part, rows, matches, decided)
-    report = summarize(verdicts)
+    report = summarize([v for v in verdicts if v["path"] not in copies])
     if copies:
-        report["copies"] = sum(v["path"] in copies for v in verdicts)
-        report["without_copies"] = summarize([v for v in verdicts if v["path"] not in copies])
+        report["copies"] = summarize([v for v in verdicts if v["path"] in copies])
     report["unmonitored_unlike_background"] = {
         part.group: unmonitored_unlike_background(gallery, references, parts, part, unmonitored_held_back, config)
         for part in fitted if len(fitted) > 1  # the others' photos calibrate the gallery without it
     }
+    report["unmonitored_within_category"] = unmonitored_within_category(gallery, references, parts, unmonitored_held_back,
+                                                                        config, copies)
+    return report
+
+
+def unmonitored_within_category(gallery: Gallery, references: np.ndarray, parts: list[CrawlPart],
+                                unmonitored_held_back: np.ndarray, config: IndexConfig, copies: frozenset[str]) -> dict:
+    """Another product of the same category, which nobody monitors (a Dunk beside the Air Force
+    1): each catalogued product of a group of several is left out in turn, the gallery and its
+    calibration keep the group's other products (fit on their new photographs), and the left-out
+    product's new photographs are screened without a claim. Per group: how many are judged
+    (scored) as one of the products that remain, and how many flagged."""
+    described = product_descriptions(gallery, references)
+    fitted = [p for p in parts if p.held_back]
+    records = [r for p in fitted for r in p.records]
+    vectors = np.concatenate([p.vectors for p in fitted])
+    new = np.array([r.path not in copies for r in records], dtype=bool)
+    reference_products = np.array(gallery.references.column("product").to_pylist(), dtype=object)
+    report = {}
+    for group in sorted({d["group"] for d in described.values()}):
+        names = sorted(name for name, d in described.items() if d["group"] == group)
+        if len(names) < 2:
+            continue
+        statuses: Counter = Counter()
+        flagged = 0
+        for name in names:
+            mine = np.array([r.product == name for r in records], dtype=bool)
+            if not (mine & new).any():
+                continue
+            keep = reference_products != name
+            without = _subset(gallery, references, keep)
+            fit = np.flatnonzero(~mine & new)
+            world = fit_world(without, references[keep], vectors[fit], [records[i] for i in fit], unmonitored_held_back, config)
+            matches = match(without, vectors[mine & new], with_evidence=False)
+            decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
+                             matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
+            statuses.update(decided.status)
+            flagged += int(decided.flagged.sum())
+        photos = sum(statuses.values())
+        report[group] = {"products": len(names), "photos": photos, "status": dict(statuses),
+                         "judged_rate": _share(statuses.get(SCORED, 0), photos), "flagged_rate": _share(flagged, photos)}
     return report
 
 
@@ -91,7 +134,7 @@ def unmonitored_unlike_background(gallery: Gallery, references: np.ndarray, part
     world = fit_world(without, references[keep], vectors, records, unmonitored_held_back, config)
     matches = match(without, left_out.vectors, with_evidence=False)
     decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
-                     matches.product_similarity, matches.raw, matches.genuine_similarity)
+                     matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
     count = len(left_out.records)
     return {"photos": count, "catalogue": without.catalogue_products, "status": dict(Counter(decided.status)),
             "flagged_rate": _share(int(decided.flagged.sum()), count),
@@ -106,9 +149,13 @@ def _subset(gallery: Gallery, references: np.ndarray, keep: np.ndarray) -> Galle
     return Gallery(index, table, replace(gallery.info, count=int(keep.sum()), open_world=None, calibration=None))
 
 
-def _halves(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(count)
-    return np.sort(order[: count // 2]), np.sort(order[count // 2:])
+def _halves(keys: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of the photos, each photograph group whole on one side."""
+    groups = sorted(set(keys))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    first = {groups[i] for i in order[: len(groups) // 2]}
+    inside = np.array([key in first for key in keys], dtype=bool)
+    return np.flatnonzero(inside), np.flatnonzero(~inside)
 
 
 def _rows(part: CrawlPart, rows: np.ndarray, matches: MatchBatch, decided) -> list[dict]:

@@ -10,10 +10,16 @@ threshold. A global Platt fit is kept too, as the last fallback and for older re
 
 A held-back photo that is a *copy* of a reference (the same photograph rotated, mirrored,
 cropped or re-encoded, as dataset augmentations and copied listings are) finds itself in the
-gallery: it says nothing about unseen photos and would set every threshold too low. Such
-photos are found (knockoff/images/copies.py, among each photo's nearest references) and left out of
-calibration; the gallery records which (`excluded_copies`) so that evaluation leaves them
-out too.
+gallery: it says nothing about unseen photos and would set every threshold too low. So
+calibration reads new photographs only: with photograph groups (`knockoff groups`), a
+held-back photo whose group holds a reference is left out, as is a group whose copies carry
+conflicting labels; without them, copies are looked for among each photo's nearest
+references (knockoff/images/copies.py). The gallery records which (`excluded_copies`).
+
+The gallery also keeps a thumbnail of each catalogued photograph, so that screening can
+tell a copy of a reference from the gallery alone (gallery/copies.py), and the loosest
+cosine at which a held-back copy met the reference it copies (less a margin): candidates
+below it are never verified.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from knockoff.data import data_root, portable_path, read_sources
-from knockoff.data.records import FAKE, UNMONITORED, ImageRecord
+from knockoff.data.groups import conflicting_groups, group_keys, new_photographs, read_groups
+from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.gallery.copies import CopyParams, reference_thumbnails
 from knockoff.gallery.matching import match
-from knockoff.gallery.store import Gallery
+from knockoff.gallery.store import Gallery, writing
 from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 from knockoff.scoring import Calibration, HeldBack, OpenWorld, OpenWorldParams, ScorerParams, decide, fit_calibration, fit_open_world
 from knockoff.scoring.held_back import HeldBackScores, fit_held_back_scores
@@ -52,9 +61,13 @@ class IndexConfig:
     scorer: ScorerParams = field(default_factory=ScorerParams)
     batch_size: int = 32
     workers: int = 2
-    # leave out held-back photos that are copies of a reference (needs OpenCV: [train] extra)
+    # photograph groups (`knockoff groups`): held-back photos of a reference's group are left out
+    groups: str = ""
+    # without groups: leave out held-back photos found to copy one of their nearest references
     drop_copies: bool = True
     copy_candidates: int = 5  # nearest references checked per photo
+    copy_check: CopyParams = field(default_factory=CopyParams)  # screening's copy check (its similarity is fit)
+    copy_margin: float = 0.05  # below the loosest held-back copy's cosine to its reference
 
 
 def labelled(records: list[ImageRecord], what: str) -> list[ImageRecord]:
@@ -143,8 +156,24 @@ def held_back_matches(gallery: Gallery, reference_vectors: np.ndarray, embedding
         is_fake=np.array([r.authenticity == FAKE for r in photos]), product_similarity=matches.product_similarity,
         raw=matches.raw, nearest_genuine=matches.genuine_similarity,
         nearest_catalogue=matches.nearest_catalogue, nearest_background=matches.nearest_background,
+        nearest_fake=matches.fake_similarity, impostors=impostor_similarities(gallery, embeddings, photos, described),
     )
     return held_back, described
+
+
+def impostor_similarities(gallery: Gallery, embeddings: np.ndarray, photos: list[ImageRecord],
+                          described: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Per catalogued product P: how close each held-back photo of *another* product of P's
+    group comes to P's nearest reference (what another model of the kind would reach)."""
+    products = np.array([r.product for r in photos], dtype=object)
+    groups = np.array([described[p]["group"] for p in products], dtype=object)
+    found = {}
+    for name, description in described.items():
+        others = np.flatnonzero((groups == description["group"]) & (products != name))
+        if len(others):
+            sides = [gallery.search_among(embeddings[others], 1, (name, side))[0] for side in (GENUINE, FAKE)]
+            found[name] = np.max([s[:, 0] if s.shape[1] else np.full(len(others), -1.0) for s in sides], axis=0).astype(np.float64)
+    return found
 
 
 def fit_world(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
@@ -162,7 +191,7 @@ def fit_calibrations(gallery: Gallery, reference_vectors: np.ndarray, embeddings
     held_back, described = held_back_matches(gallery, reference_vectors, embeddings, photos)
     world = _world(gallery, held_back, described, unmonitored_vectors, config)
     verdicts = decide(world, held_back.product, held_back.nearest_catalogue, held_back.nearest_background,
-                      held_back.product_similarity, held_back.raw, held_back.nearest_genuine)
+                      held_back.product_similarity, held_back.raw, held_back.nearest_genuine, held_back.nearest_fake)
     params = config.open_world
     scores = fit_held_back_scores(held_back.product, {name: (d["group"], d["fakes"]) for name, d in described.items()},
                                   verdicts.status, verdicts.score, held_back.is_fake, config.target_precision,
@@ -181,28 +210,83 @@ def _world(gallery: Gallery, held_back: HeldBack, described: dict[str, dict], un
 
 def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
     embedder = OnnxEmbedder(model_path)
+    groups = read_groups(Path(config.groups)) if config.groups else None
     references = labelled(list(read_sources(config.references)), "references")
     background, held_unmonitored = split_unmonitored(list(read_sources(config.unmonitored)))
     gallery, reference_vectors = build_gallery(embedder, config, references + background)
+    copy_similarity = config.copy_check.similarity
     specs = calibration_specs(config)
     if specs:
         photos = labelled(list(read_sources(specs)), "calibration")
         _check_disjoint(gallery, photos + held_unmonitored)
-        embeddings, kept, failures = embed_records(embedder, photos, config.batch_size, config.workers, "calibration")
+        all_embeddings, all_kept, failures = embed_records(embedder, photos, config.batch_size, config.workers, "calibration")
         _report_failures("calibration", failures)
         unmonitored_vectors, unmonitored_kept, failures = embed_records(embedder, held_unmonitored, config.batch_size,
                                                                         config.workers, "unmonitored")
         _report_failures("unmonitored", failures)
+        embeddings, kept = all_embeddings, all_kept
+        if groups is not None:
+            embeddings, kept, copy_similarity = _new_photographs(gallery, reference_vectors, embeddings, kept, groups, config)
+            unmonitored_vectors, unmonitored_kept, _ = _new_photographs(gallery, reference_vectors, unmonitored_vectors,
+                                                                        unmonitored_kept, groups, config)
         if config.drop_copies:
+            # the model's own nearest references as candidates too: they find copies that the
+            # groups' frozen ImageNet candidates missed
             embeddings, kept = _without_copies(gallery, embeddings, kept, config, "calibration")
             unmonitored_vectors, _ = _without_copies(gallery, unmonitored_vectors, unmonitored_kept, config, "unmonitored")
         gallery.info.calibration = calibrate(gallery, embeddings, kept, config)
         world, held_back_scores = fit_calibrations(gallery, reference_vectors, embeddings, kept, unmonitored_vectors, config)
         gallery.info.open_world, gallery.info.held_back_scores = world, asdict(held_back_scores)
         if config.add_calibration_photos:
+            # the new photographs (copies of references add nothing): a listing that copies one is then a copy
+            first = gallery.references.num_rows
             gallery.add(embeddings, kept, source=",".join(specs), data_root=data_root())
-    gallery.save(out_dir)
+            gallery.info.calibration_rows = [first, gallery.references.num_rows]
+    gallery.set_thumbnails(catalogue_thumbnails(gallery, groups, config.workers),
+                           replace(config.copy_check, similarity=copy_similarity))
+    with writing(out_dir):
+        gallery.save(out_dir)
     return gallery
+
+
+def catalogue_thumbnails(gallery: Gallery, groups: dict[str, int] | None, workers: int, first_row: int = 0):
+    """Copy-check thumbnails of the gallery's catalogued references from `first_row` on: one
+    per photograph group whose references agree on product and side (a group whose copies
+    disagree, such as two near-identical studio shots of package variants, keeps them all)."""
+    rows = np.flatnonzero(gallery.is_catalogue[first_row:]) + first_row
+    table = gallery.references.take(pa.array(rows, pa.int64()))
+    portable = table.column("path").to_pylist()
+    keys = None
+    if groups is not None:
+        labels = [f"{p} | {a}" for p, a in zip(table.column("product").to_pylist(), table.column("authenticity").to_pylist())]
+        keys = [f"{key} {label}" for key, label in zip(group_keys(portable, groups), labels)]
+    return reference_thumbnails([str(Path(data_root(), path)) for path in portable], portable, keys, workers)
+
+
+def _new_photographs(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
+                     groups: dict[str, int], config: IndexConfig) -> tuple[np.ndarray, list[ImageRecord], float]:
+    """The held-back photos whose photograph no reference shows (and whose copies agree on
+    their label); and the copy check's candidate similarity: the loosest cosine between a
+    held-back copy and a reference of its group, less the margin."""
+    reference_keys = group_keys(gallery.references.column("path").to_pylist(), groups)
+    keys = group_keys([portable_path(r.path, data_root()) for r in photos], groups)
+    labels = [f"{r.product} | {r.authenticity}" if r.product and r.authenticity else None for r in photos]
+    conflicts = conflicting_groups([*keys, *reference_keys], [*labels, *_labels(gallery)])
+    copies = ~new_photographs(keys, reference_keys)
+    new = ~copies & np.array([key not in conflicts for key in keys], bool)
+    loosest = [float((reference_vectors[reference_keys == keys[i]] @ embeddings[i]).max()) for i in np.flatnonzero(copies)]
+    dropped = [portable_path(photos[i].path, data_root()) for i in np.flatnonzero(~new)]
+    gallery.info.excluded_copies = sorted({*gallery.info.excluded_copies, *dropped})
+    print(f"held back: {int(new.sum())} new photographs; left out {len(dropped)} copies of a reference or of conflicting labels")
+    similarity = min(loosest) - config.copy_margin if loosest else config.copy_check.similarity
+    keep = np.flatnonzero(new)
+    return embeddings[keep], [photos[i] for i in keep], float(similarity)
+
+
+def _labels(gallery: Gallery) -> list[str | None]:
+    products = gallery.references.column("product").to_pylist()
+    sides = gallery.references.column("authenticity").to_pylist()
+    return [f"{p} | {a}" if c else None for p, a, c in zip(products, sides, gallery.is_catalogue)]
 
 
 @dataclass(frozen=True)
@@ -223,16 +307,20 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
     manifest adds only what is new. The gallery is rewritten atomically.
     """
     embedder = OnnxEmbedder(model_path)
-    gallery = Gallery.load(gallery_dir, model=embedder.info)
     records = list(read_sources(sources))
     if product is not None:
         records = [replace(r, product=product, authenticity=authenticity, brand=brand or r.brand) for r in records]
     labelled_records = [r for r in records if r.product and r.authenticity]
-    present = set(gallery.references.column("path").to_pylist())
-    fresh = [r for r in labelled_records if portable_path(r.path, data_root()) not in present]
-    embeddings, kept, failures = embed_records(embedder, fresh, batch_size, workers, "references")
-    gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
-    gallery.save(gallery_dir)
+    with writing(gallery_dir):  # read, add and save as one: a concurrent `index add` waits
+        gallery = Gallery.load(gallery_dir, model=embedder.info)
+        present = set(gallery.references.column("path").to_pylist())
+        fresh = [r for r in labelled_records if portable_path(r.path, data_root()) not in present]
+        embeddings, kept, failures = embed_records(embedder, fresh, batch_size, workers, "references")
+        first_new = gallery.references.num_rows
+        gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
+        if gallery.thumbnails is not None:
+            gallery.set_thumbnails(catalogue_thumbnails(gallery, None, workers, first_new))
+        gallery.save(gallery_dir)
     return Added(gallery, len(kept), len(labelled_records) - len(fresh), len(records) - len(labelled_records), failures)
 
 

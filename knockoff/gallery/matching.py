@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from knockoff.data import data_root, portable_path
 from knockoff.data.records import FAKE, GENUINE
 from knockoff.gallery.evidence import EVIDENCE_FIELDS, REFERENCE
 from knockoff.gallery.store import Gallery
 from knockoff.scoring import knn_log_odds
-from knockoff.scoring.open_world import decide
+from knockoff.scoring.open_world import COPY, SCORED, decide
 
 _FLOOR = -1.0  # the lowest cosine: the similarity of a side with no member at all
 
@@ -39,16 +40,25 @@ class MatchBatch:
     nearest_catalogue: np.ndarray | None = None
     nearest_background: np.ndarray | None = None
     genuine_similarity: np.ndarray | None = None  # nearest genuine reference of the judged product
+    fake_similarity: np.ndarray | None = None  # ... and its nearest known fake (-1: it has none)
     status: list[str] | None = None
     reason: list[str | None] | None = None
     threshold: np.ndarray | None = None
     level: list[str | None] | None = None
+    copy_of: list[str | None] | None = None  # the reference (path) the photo copies, when checked
 
 
 def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True,
-          claimed: list[str | None] | None = None) -> MatchBatch:
+          claimed: list[str | None] | None = None, pixels: np.ndarray | None = None,
+          paths: list[str | None] | None = None) -> MatchBatch:
+    """What the gallery says of each photo: its product, evidence and verdict. With `pixels`
+    (the photos' model inputs) and a gallery that keeps thumbnails, copies of references get
+    the copy verdict (gallery/copies.py). With `paths` (the photos' files), a reference of a
+    photo's own file is never evidence for it (a photo added to the gallery, then rescored)."""
     params = gallery.info.scorer
     similarities, rows = gallery.search(embeddings, params.candidates)
+    if paths is not None:
+        similarities, rows = _without_own_references(gallery, paths, similarities, rows)
     valid = rows >= 0
     safe_rows = np.where(valid, rows, 0)
     catalogue = valid & gallery.is_catalogue[safe_rows]
@@ -70,8 +80,11 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True,
                        nearest_fake=fake.best, nearest_genuine=genuine.best)
     product_similarity = np.fmax(fake.best, genuine.best).astype(np.float32)
     batch = MatchBatch(raw, None, None, product, product_similarity, None, None, None, matched,
-                       nearest_catalogue, background, genuine.best)
-    _judge(gallery, batch, genuine.best)
+                       nearest_catalogue, background, genuine.best, fake.best)
+    _judge(gallery, batch)
+    copies = gallery.reference_copies
+    if pixels is not None and copies is not None and batch.status is not None:
+        _judge_copies(gallery, batch, copies.copied_rows(pixels, similarities, rows, catalogue), similarities, rows)
     if with_evidence:
         voters = _first_members(similarities, rows, own, params.k)
         batch.neighbors, batch.nearest_genuine, batch.nearest_fake = (
@@ -80,13 +93,13 @@ def match(gallery: Gallery, embeddings: np.ndarray, with_evidence: bool = True,
     return batch
 
 
-def _judge(gallery: Gallery, batch: MatchBatch, nearest_genuine: np.ndarray) -> None:
+def _judge(gallery: Gallery, batch: MatchBatch) -> None:
     """Status, score and flag: the open-world verdict, or (a gallery calibrated before it) the
     one global calibration."""
     world, calibration = gallery.info.open_world, gallery.info.calibration
     if world is not None:
         verdicts = decide(world, batch.product, batch.nearest_catalogue, batch.nearest_background,
-                          batch.product_similarity, batch.raw, nearest_genuine)
+                          batch.product_similarity, batch.raw, batch.genuine_similarity, batch.fake_similarity)
         batch.status, batch.score, batch.flagged = verdicts.status, verdicts.score, verdicts.flagged
         batch.reason, batch.threshold, batch.level = verdicts.reason, verdicts.threshold, verdicts.level
     elif calibration is not None:
@@ -96,6 +109,50 @@ def _judge(gallery: Gallery, batch: MatchBatch, nearest_genuine: np.ndarray) -> 
         batch.threshold = np.full(len(batch.raw), calibration.threshold)
         batch.level = ["global"] * len(batch.raw)
         batch.reason = [None] * len(batch.raw)
+
+
+def _without_own_references(gallery: Gallery, paths: list[str | None], similarities: np.ndarray,
+                            rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates without the references stored under each photo's own path (as
+    `knockoff index add` stores it: relative to the data root)."""
+    own = [gallery.rows_of_path(portable_path(path, data_root())) if path else () for path in paths]
+    if not any(len(found) for found in own):
+        return similarities, rows
+    rows, similarities = rows.copy(), similarities.copy()
+    for i, found in enumerate(own):
+        if len(found):
+            mine = np.isin(rows[i], found)
+            rows[i, mine], similarities[i, mine] = -1, _FLOOR
+            order = np.argsort(~(rows[i] >= 0), kind="stable")  # the rest keep their order, the holes go last
+            rows[i], similarities[i] = rows[i][order], similarities[i][order]
+    return similarities, rows
+
+
+def _judge_copies(gallery: Gallery, batch: MatchBatch, copied: np.ndarray, similarities: np.ndarray, rows: np.ndarray) -> None:
+    """A copy of a known fake is flagged, naming it; a copy of a genuine reference is `copy`:
+    never flagged, never cleared. Either way the row names the reference it copies."""
+    batch.copy_of = [None] * len(copied)
+    for i in np.flatnonzero(copied >= 0).tolist():
+        row = int(copied[i])
+        reference = gallery.reference_rows(np.array([row]))[row]
+        similarity = float(similarities[i][rows[i] == row][0])
+        batch.copy_of[i] = reference["path"]
+        if gallery.is_fake[row]:
+            if batch.status[i] != SCORED or not np.isfinite(batch.score[i]):
+                # judged by the copy alone: at its threshold, so that it is flagged and no higher
+                policy = gallery.info.open_world.products.get(reference["product"]) if gallery.info.open_world else None
+                threshold = policy.calibration.threshold if policy and policy.calibration else 0.5
+                batch.score[i] = batch.threshold[i] = threshold
+                batch.level[i] = "copy of a known fake"
+            batch.status[i] = SCORED
+            batch.flagged[i] = True
+            batch.reason[i] = (f"copies the known fake {reference['path']} ({reference['product']}, cosine {similarity:.2f}): "
+                               f"the same photo as a confirmed counterfeit")
+        else:
+            batch.status[i] = COPY
+            batch.flagged[i] = False
+            batch.reason[i] = (f"copies the genuine reference {reference['path']} ({reference['product']}, cosine "
+                               f"{similarity:.2f}): a reused photo says nothing about the goods; judge the listing by its other photos")
 
 
 def _judged_product(gallery: Gallery, matched: list[str | None], claimed: list[str | None] | None) -> list[str | None]:

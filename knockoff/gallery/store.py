@@ -3,8 +3,10 @@
 Saved as a folder:
 - `index-<version>.faiss`        the FAISS index (type from an `index_factory` string, inner product),
 - `references-<version>.parquet` row -> path, listing_id, product, authenticity, brand, source,
+- `thumbnails-<digest>.parquet`  the catalogued references' copy-check thumbnails (gallery/copies.py),
+                                 named by their content, so an unchanged set is the same file,
 - `gallery.json`                 versions (its own, and the model's it belongs to), index type,
-                                 scorer parameters, calibration, and the two file names.
+                                 scorer parameters, calibration, and the file names.
 Saving writes the new version's files first and switches `gallery.json` to them in one
 atomic rename, so a service reloading the gallery meanwhile reads the old version or the
 new one, never a mix. A gallery only answers for embeddings of the model it was built with.
@@ -12,10 +14,13 @@ new one, never a mix. A gallery only answers for embeddings of the model it was 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +32,7 @@ import pyarrow.parquet as pq
 
 from knockoff.data import portable_path
 from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.gallery.copies import CopyParams, ReferenceCopies, merge_thumbnails
 from knockoff.runtime.embedding import ModelInfo
 from knockoff.scoring import Calibration, OpenWorld, ScorerParams
 
@@ -61,6 +67,10 @@ class GalleryInfo:
     # held-back photos' verdicts pooled per product, which listing thresholds are set from on
     # each run (knockoff/scoring/held_back.py HeldBackScores); every results file carries them
     held_back_scores: dict | None = None
+    # the copy check against references (gallery/copies.py); None: the gallery has no thumbnails
+    copies: CopyParams | None = None
+    # [first, end) rows of the calibration photos that joined as references once calibrated
+    calibration_rows: list[int] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,16 +83,19 @@ class GalleryInfo:
             values["calibration"] = Calibration(**values["calibration"])
         if values.get("open_world"):
             values["open_world"] = OpenWorld.from_dict(values["open_world"])
+        if values.get("copies"):
+            values["copies"] = CopyParams(**values["copies"])
         return cls(**values)
 
 
 class Gallery:
-    def __init__(self, index: faiss.Index, references: pa.Table, info: GalleryInfo) -> None:
+    def __init__(self, index: faiss.Index, references: pa.Table, info: GalleryInfo, thumbnails: pa.Table | None = None) -> None:
         if index.ntotal != references.num_rows:
             raise ValueError(f"index has {index.ntotal} rows but the reference table {references.num_rows}")
         self.index = index
         self.references = references
         self.info = info
+        self.thumbnails = thumbnails  # copy-check thumbnails of the catalogued references (THUMBNAIL_SCHEMA)
         self._derive_lookups()
 
     def _derive_lookups(self) -> None:
@@ -99,6 +112,31 @@ class Gallery:
         self.catalogue_products = sorted({p for p, c in zip(products, self.is_catalogue) if c and p})
         self._code_of = {name: code for code, name in enumerate(self.product_names)}
         self._selectors: dict[tuple, tuple[faiss.IDSelector, int]] = {}  # restricted searches, built on first use
+        self._copies: ReferenceCopies | None = None
+        self._rows_by_path: dict[str, np.ndarray] | None = None
+
+    @property
+    def reference_copies(self) -> ReferenceCopies | None:
+        """The copy check against the references, when the gallery has thumbnails for it."""
+        if self._copies is None and self.thumbnails is not None and self.info.copies is not None:
+            self._copies = ReferenceCopies(self.thumbnails, self.references.column("path").to_pylist(), self.info.copies)
+        return self._copies
+
+    def set_thumbnails(self, thumbnails: pa.Table, params: CopyParams | None = None) -> None:
+        """Add references' thumbnails (for `add`ed references, or all at once); the version changes."""
+        self.thumbnails = merge_thumbnails(self.thumbnails, thumbnails)
+        self.info.copies = params or self.info.copies or CopyParams()
+        self._copies = None
+        self.refresh_version()
+
+    def rows_of_path(self, path: str) -> np.ndarray:
+        """The rows of references stored under `path` (a photo added twice has two)."""
+        if self._rows_by_path is None:
+            by_path: dict[str, list[int]] = {}
+            for row, stored in enumerate(self.references.column("path").to_pylist()):
+                by_path.setdefault(stored, []).append(row)
+            self._rows_by_path = {key: np.array(value, np.int64) for key, value in by_path.items()}
+        return self._rows_by_path.get(path, np.zeros(0, np.int64))
 
     def members(self, key: tuple) -> np.ndarray:
         """Rows of a subset: (FAKE,) / (GENUINE,) a side; ('background',); ('catalogue',);
@@ -155,7 +193,7 @@ class Gallery:
 
     def refresh_version(self) -> None:
         """The version hashes what decides a score: model, index type, references, scorer, calibration."""
-        self.info.version = _content_version(self.info, self.references)
+        self.info.version = _content_version(self.info, self.references, self.thumbnails)
 
     def add(self, embeddings: np.ndarray, records: list[ImageRecord], source: str, data_root: Path | None = None) -> None:
         """Append references (new genuine photos, newly confirmed fakes); the version changes."""
@@ -171,6 +209,22 @@ class Gallery:
         self.info.sources = [*self.info.sources, source]
         self._derive_lookups()
         self.refresh_version()
+
+    def without_calibration_photos(self) -> Gallery:
+        """The gallery as calibrated: without the calibration photos added after (evaluation
+        judges those very photos). The same gallery when none were added."""
+        if not self.info.calibration_rows:
+            return self
+        first, end = self.info.calibration_rows
+        keep = np.r_[0:first, end:self.index.ntotal]
+        vectors = self.index.reconstruct_n(0, self.index.ntotal)[keep]
+        index = faiss.index_factory(self.info.embedding_dim, self.info.index_factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            index.train(vectors)
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        _apply_search_parameters(index, self.info.search_parameters)
+        info = GalleryInfo.from_dict({**self.info.to_dict(), "count": len(keep), "calibration_rows": None})
+        return Gallery(index, self.references.take(pa.array(keep)), info, self.thumbnails)
 
     def check_model(self, model: ModelInfo) -> None:
         """Refuse a model from another embedding space (an int8 export shares its fp32 model's)."""
@@ -214,20 +268,26 @@ class Gallery:
         self.info.files = {"index": f"index-{self.info.version}.faiss", "references": f"references-{self.info.version}.parquet"}
         _write_atomically(directory / self.info.files["index"], lambda tmp: faiss.write_index(self.index, str(tmp)))
         _write_atomically(directory / self.info.files["references"], lambda tmp: pq.write_table(self.references, tmp))
+        if self.thumbnails is not None:
+            self.info.files["thumbnails"] = f"thumbnails-{_table_digest(self.thumbnails)}.parquet"
+            if not (directory / self.info.files["thumbnails"]).is_file():
+                _write_atomically(directory / self.info.files["thumbnails"], lambda tmp: pq.write_table(self.thumbnails, tmp))
         info_text = json.dumps(self.info.to_dict(), indent=2) + "\n"
         _write_atomically(directory / INFO_FILE, lambda tmp: tmp.write_text(info_text))  # the switch
         for stale in directory.iterdir():  # earlier versions' files
-            if stale.is_file() and stale.name not in (INFO_FILE, *self.info.files.values()) and stale.name.startswith(("index", "references")):
+            if (stale.is_file() and stale.name not in (INFO_FILE, *self.info.files.values())
+                    and stale.name.startswith(("index", "references", "thumbnails"))):
                 stale.unlink()
 
     @classmethod
     def load(cls, directory: Path, model: ModelInfo | None = None) -> Gallery:
         directory = Path(directory)
         info = read_info(directory)
-        index = faiss.read_index(str(directory / info.files["index"]))
+        index = _read_part(directory, info.files["index"], lambda path: faiss.read_index(str(path)))
         if index.ntotal != info.count:
             raise ValueError(f"{directory}: index holds {index.ntotal} references, gallery.json says {info.count}")
-        gallery = cls(index, pq.read_table(directory / info.files["references"]), info)
+        thumbnails = _read_part(directory, info.files["thumbnails"], pq.read_table) if "thumbnails" in info.files else None
+        gallery = cls(index, _read_part(directory, info.files["references"], pq.read_table), info, thumbnails)
         _apply_search_parameters(gallery.index, info.search_parameters)
         if model is not None:
             gallery.check_model(model)
@@ -243,6 +303,49 @@ def read_info(directory: Path) -> GalleryInfo:
     if info.format != FORMAT:
         raise ValueError(f"{directory}: gallery format {info.format}, this Knockoff reads {FORMAT}")
     return info
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def writing(directory: Path, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the gallery's write lock (an exclusive lock on `.lock` in its folder, across
+    processes) for a whole read-change-save: a second writer waits for the first, so no
+    reference is lost and no writer deletes files another's gallery.json names. Waits at
+    most `timeout_s`, then says who to wait for."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{directory} is being written by another process (its {LOCK_FILE} is held) for "
+                                       f"over {timeout_s:.0f} s; try again when it has finished") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_part(directory: Path, name: str, read: Callable[[Path], object]):
+    """One of the gallery's files, or one clear error naming it and what to do."""
+    path = directory / name
+    missing = FileNotFoundError(f"{path} is missing (gallery.json names it): rebuild the gallery with `knockoff index`")
+    if not path.is_file():
+        raise missing
+    try:
+        return read(path)
+    except (RuntimeError, OSError, ValueError) as error:  # faiss: RuntimeError; pyarrow: ArrowInvalid (a ValueError)
+        if not path.is_file():  # removed while being read: a newer version was saved meanwhile
+            raise missing from None
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is damaged ({reason[:200]}): rebuild the gallery with `knockoff index`") from None
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -292,9 +395,20 @@ def _reference_table(records: list[ImageRecord], data_root: Path | None) -> pa.T
     return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
 
 
-def _content_version(info: GalleryInfo, references: pa.Table) -> str:
+def _table_digest(table: pa.Table) -> str:
+    """A digest of the thumbnails' content (paths, stand-ins, bytes), however the table is laid out."""
+    digest = hashlib.sha256()
+    for path, stand_in, thumbnail in zip(*(table.column(name).to_pylist() for name in ("path", "stand_in", "thumbnail"))):
+        digest.update(f"{path}\0{stand_in}\0{len(thumbnail or b'')}\0".encode())
+        digest.update(thumbnail or b"")
+    return digest.hexdigest()[:16]
+
+
+def _content_version(info: GalleryInfo, references: pa.Table, thumbnails: pa.Table | None) -> str:
     decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created", "files")}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name in REFERENCE_FIELDS:
         digest.update(json.dumps(references.column(name).to_pylist()).encode())
+    if thumbnails is not None:
+        digest.update(_table_digest(thumbnails).encode())
     return digest.hexdigest()[:16]

@@ -12,15 +12,18 @@ away) by OpenCV. Measured against Pillow's draft + bicubic in benchmarks/screeni
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
+import socket
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 # How pixels reach the model, recorded in every exported model's metadata.
 PREPROCESSING = ("RGB, EXIF-upright; JPEG DCT-scaled to the smallest of 1/8, 1/4, 1/2, 1 not below input_size; squashed to "
@@ -28,12 +31,22 @@ PREPROCESSING = ("RGB, EXIF-upright; JPEG DCT-scaled to the smallest of 1/8, 1/4
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 20.0  # the longest wait for any one read of the socket...
-DOWNLOAD_DEADLINE_S = 60.0  # ...and for the whole download: a server trickling bytes cannot hold a row longer
+# ...and for the whole download: a server trickling bytes cannot hold a row longer
+# (`knockoff screen --download-deadline`, or KNOCKOFF_DOWNLOAD_DEADLINE_S)
+DOWNLOAD_DEADLINE_S = float(os.environ.get("KNOCKOFF_DOWNLOAD_DEADLINE_S", 60.0))
+# A listing's photo URL may name any host, so downloads refuse loopback, private, link-local
+# and other non-public addresses (the service's own network), and redirects to anything but
+# http(s), unless KNOCKOFF_ALLOW_PRIVATE_URLS=1 (a crawl mirrored on the local network).
+ALLOW_PRIVATE_URLS_ENV = "KNOCKOFF_ALLOW_PRIVATE_URLS"
 _DOWNLOAD_CHUNK = 256 * 1024
 # Knockoff's own ceiling on the pixels one photo may decode to (after reduce-on-decode, which
 # takes a JPEG of any size down near the model's input). A product photo needs far fewer; a
 # 13,000 x 13,000 PNG of 329 KB would otherwise take gigabytes. KNOCKOFF_MAX_PIXELS overrides it.
 MAX_DECODED_PIXELS = int(os.environ.get("KNOCKOFF_MAX_PIXELS", 40_000_000))
+# ...and on decoded bytes: pixels x bands x bytes per sample, plus the 8-bit RGB copy an image
+# of another mode is converted to. A 36-megapixel RGBA PNG is under the pixel ceiling yet
+# takes 250 MB decoded and converted; 160 MB is 40 megapixels of RGB, or of grey.
+MAX_DECODED_BYTES = int(os.environ.get("KNOCKOFF_MAX_DECODED_BYTES", 160_000_000))
 _BLOCK_ROWS = 256  # rows converted at a time from 16-bit or float pixels
 # Transparent product shots are usually cut out on white; flatten them the same way.
 _BACKGROUND = (255, 255, 255)
@@ -77,7 +90,10 @@ def _download(url: str) -> bytes:
     """At most MAX_DOWNLOAD_BYTES + 1 bytes, read in chunks within DOWNLOAD_DEADLINE_S in all."""
     deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
     chunks, size = [], 0
-    with urllib.request.urlopen(url, timeout=min(DOWNLOAD_TIMEOUT_S, DOWNLOAD_DEADLINE_S)) as response:
+    if not url.startswith("file://"):  # a local file named as a URL is a local file
+        check_destination(url)
+    opener = urllib.request.build_opener(_CheckedRedirects())
+    with opener.open(url, timeout=min(DOWNLOAD_TIMEOUT_S, DOWNLOAD_DEADLINE_S)) as response:
         while size <= MAX_DOWNLOAD_BYTES:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"download took longer than {DOWNLOAD_DEADLINE_S:g} s ({size} bytes so far)")
@@ -89,9 +105,64 @@ def _download(url: str) -> bytes:
     return b"".join(chunks)
 
 
+def check_destination(url: str) -> None:
+    """Refuse a URL Knockoff must not fetch: a scheme other than http(s), or a host that
+    resolves to a loopback, private, link-local, multicast or reserved address (unless
+    KNOCKOFF_ALLOW_PRIVATE_URLS=1)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"refused {parts.scheme}:// (only http and https photos are downloaded)")
+    if os.environ.get(ALLOW_PRIVATE_URLS_ENV) == "1":
+        return
+    host = parts.hostname or ""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:  # a name: every address it resolves to must be public
+        try:
+            addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)}
+        except socket.gaierror as error:
+            raise ValueError(f"cannot resolve {host}: {error}") from None
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            raise ValueError(f"refused {host}: it resolves to {address}, not a public address "
+                             f"(set {ALLOW_PRIVATE_URLS_ENV}=1 to download from your own network)")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect is checked like the URL it came from: http(s) to a public address only."""
+
+    def redirect_request(self, request, fp, code, message, headers, new_url):
+        check_destination(new_url)
+        return super().redirect_request(request, fp, code, message, headers, new_url)
+
+
+# What makes an object-store URI readable without Knockoff going to look for a store: an
+# explicit region or endpoint (pyarrow otherwise asks the network for an S3 bucket's region,
+# and probes for Google credentials), or credentials on disk.
+_STORE_CONFIGURED = {
+    "s3": (("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"), ()),
+    "gs": (("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"), ("~/.config/gcloud/application_default_credentials.json",)),
+}
+
+
+def check_store_configured(uri: str) -> None:
+    """Refuse at once an object-store URI whose store is not configured here, rather than let
+    pyarrow reach out to find one (a region lookup, a metadata server) on an offline machine."""
+    scheme = uri.partition("://")[0].lower()
+    scheme = {"gcs": "gs", "s3a": "s3"}.get(scheme, scheme)
+    if scheme not in _STORE_CONFIGURED:
+        return
+    variables, files = _STORE_CONFIGURED[scheme]
+    if any(os.environ.get(name) for name in variables) or any(Path(f).expanduser().is_file() for f in files):
+        return
+    raise ValueError(f"no {scheme}:// store is configured here (set {' or '.join(variables)}); "
+                     f"Knockoff does not go looking for one")
+
+
 def _read_object(uri: str) -> bytes:
     from pyarrow import fs
 
+    check_store_configured(uri)
     filesystem, object_path = fs.FileSystem.from_uri(uri)
     with filesystem.open_input_stream(object_path) as stream:
         return stream.read(MAX_DOWNLOAD_BYTES + 1)
@@ -141,7 +212,7 @@ def _decode_jpeg_scaled(data: bytes, size: int, name: str, ceiling: int) -> np.n
     libjpeg-turbo reports a recoverable problem (extraneous bytes, a truncated file): Pillow
     then decides, as it always did, whether the photo is readable."""
     height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-    _refuse_over_ceiling(width, height, name, ceiling)
+    _refuse_over_ceiling(width, height, 3, name, ceiling)  # decoded straight to 8-bit RGB
     eighths = dct_eighths(height, width, size)
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=scaled_side(height, eighths),
@@ -166,16 +237,63 @@ def scaled_side(side: int, eighths: int) -> int:
 
 def _decode_with_pillow(image: Image.Image, size: int, name: str, ceiling: int) -> np.ndarray:
     image.draft("RGB", (size, size))  # a CMYK JPEG still decodes at 1/2, 1/4 or 1/8 scale
-    width, height = image.size  # from the header: nothing is decoded yet
-    _refuse_over_ceiling(width, height, name, ceiling)
+    refuse_oversized(image, name, ceiling)
     return np.asarray(_to_rgb(ImageOps.exif_transpose(image)), dtype=np.uint8)
 
 
-def _refuse_over_ceiling(width: int, height: int, name: str, ceiling: int) -> None:
+def refuse_oversized(image: Image.Image, name: str, max_pixels: int | None = None) -> None:
+    """The guard every decoder passes before decoding (screening, the review service's images,
+    evidence packs): an opened image (its header read, nothing decoded) over the pixel ceiling,
+    or over the ceiling on decoded bytes, raises ImageLoadError saying which."""
+    width, height = image.size
+    mode = ImageMode.getmode(image.mode)
+    bytes_per_pixel = len(mode.bands) * int(mode.typestr[-1]) + (0 if image.mode == "RGB" else 3)
+    _refuse_over_ceiling(width, height, bytes_per_pixel, name, max_pixels or MAX_DECODED_PIXELS)
+
+
+def _refuse_over_ceiling(width: int, height: int, bytes_per_pixel: int, name: str, ceiling: int) -> None:
     if width * height > ceiling:
         raise ImageLoadError(
             f"cannot decode {name}: {width} x {height} = {width * height / 1e6:.0f} megapixels, over Knockoff's "
             f"ceiling of {ceiling / 1e6:.0f} (KNOCKOFF_MAX_PIXELS); a product photo needs far fewer")
+    if width * height * bytes_per_pixel > MAX_DECODED_BYTES:
+        raise ImageLoadError(
+            f"cannot decode {name}: {width} x {height} at {bytes_per_pixel} bytes a pixel decodes to "
+            f"{width * height * bytes_per_pixel / 1e6:.0f} MB, over Knockoff's ceiling of {MAX_DECODED_BYTES / 1e6:.0f} MB "
+            f"(KNOCKOFF_MAX_DECODED_BYTES)")
+
+
+def jpeg_thumbnail(data: bytes, side: int, name: str = "image", quality: int = 85) -> bytes:
+    """A JPEG at most `side` on its longer side, upright, for showing a photo (the review
+    service, evidence packs): decoded behind the same guard as screening."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (side, side))
+            refuse_oversized(image, name)
+            shown = ImageOps.exif_transpose(image).convert("RGB")
+            shown.thumbnail((side, side), Image.Resampling.BICUBIC)
+            buffer = io.BytesIO()
+            shown.save(buffer, format="JPEG", quality=quality)
+            return buffer.getvalue()
+    except ImageLoadError:
+        raise
+    except Exception as error:  # not an image, truncated, unsupported
+        raise ImageLoadError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
+
+
+def placeholder_jpeg(reason: str, side: int = 360) -> bytes:
+    """A grey JPEG that says, in its own pixels, why the image is not shown."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGB", (side, side * 3 // 4), (225, 225, 225))
+    draw = ImageDraw.Draw(canvas)
+    words, lines = reason.split(), [""]
+    for word in words:
+        lines[-1:] = [lines[-1], word] if len(lines[-1]) + len(word) > side // 7 else [f"{lines[-1]} {word}".strip()]
+    draw.multiline_text((8, 8), "not shown:\n" + "\n".join(lines[:12]), fill=(60, 60, 60))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
 
 
 def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import pyarrow.parquet as pq
 from knockoff.listings.calibration import read_listing_calibration
 from knockoff.listings.sellers import SELLER_SCHEMA, listing_evidence, seller_risk, seller_totals
 from knockoff.listings.spill import ROWS_PER_PARTITION, partitions
-from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_verdicts
+from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_identity, listing_verdicts
+from knockoff.scratch import scratch_folder
 
 PRIOR_STRENGTH = 2.0  # listings' worth of its brand's share of fakes in every seller's risk
 
@@ -34,13 +34,16 @@ class ListingSummary:
     # brand -> (judged listings, sum of their q: expected fakes), what each brand's prior is
     brands: dict[str, tuple[int, float]] = field(default_factory=dict)
     calibration: list[str] = field(default_factory=list)  # per product pool: the run's share of fakes, thresholds
+    shared_listing_ids: int = 0  # listing ids that several sellers (or marketplaces) use: kept apart
 
     def brand_base_rates(self) -> dict[str, float]:
         """Per brand, the mean q of its judged listings: the run's estimated share of fakes, each brand's prior."""
         return {brand: expected / judged for brand, (judged, expected) in self.brands.items() if judged}
 
     def line(self, out: Path) -> str:
-        return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}"
+        shared = (f"; {self.shared_listing_ids} listing id{'s are' if self.shared_listing_ids != 1 else ' is'} used by "
+                  f"more than one seller or marketplace, each kept apart" if self.shared_listing_ids else "")
+        return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}{shared}"
 
 
 def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_PARTITION) -> ListingSummary:
@@ -48,7 +51,7 @@ def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_
     flagged by a listing calibration fit on this very run (calibration.py)."""
     _check_parquet(results)
     calibration = read_listing_calibration(results)
-    counts = {"listings": 0, "flagged": 0, "judged": 0}
+    counts = {"listings": 0, "flagged": 0, "judged": 0, "shared_listing_ids": 0}
     brands: dict[str, tuple[int, float]] = {}
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,9 @@ def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_
             counts["listings"] += listings.num_rows
             counts["flagged"] += int(pc.sum(pc.cast(listings.column("flagged"), pa.int64())).as_py() or 0)
             counts["judged"] += int(pc.sum(pc.cast(pc.equal(listings.column("status"), "scored"), pa.int64())).as_py() or 0)
+            # a partition holds every listing of its listing ids (spilled by listing id)
+            uses = listings.group_by("listing_id").aggregate([("listing_id", "count")]).column("listing_id_count")
+            counts["shared_listing_ids"] += int(pc.sum(pc.greater(uses, 1)).as_py() or 0)
             for brand, judged_count, expected in _per_brand(listings):
                 before = brands.get(brand, (0, 0.0))
                 brands[brand] = (before[0] + judged_count, before[1] + expected)
@@ -77,12 +83,13 @@ def write_sellers(results: Path, out: Path, store: Path | None = None, strength:
     """One row per seller, highest risk first; `store` (the review service's knockoff.db) adds
     the listings analysts confirmed counterfeit. Returns the sellers table."""
     confirmed = confirmed_listings(store) if store else pa.array([], pa.string())
-    with tempfile.TemporaryDirectory(prefix="knockoff-sellers-") as scratch:
-        listings_path = Path(scratch) / "listings.parquet"
+    with scratch_folder("sellers") as scratch:
+        listings_path = scratch / "listings.parquet"
         summary = write_listings(results, listings_path, rows_per_partition)
         parts = []
         for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):
-            listings = listings.append_column("confirmed", pc.is_in(listings.column("listing_id"), value_set=confirmed))
+            identity = listing_identity(listings.column("marketplace"), listings.column("seller_id"), listings.column("listing_id"))
+            listings = listings.append_column("confirmed", pc.is_in(identity, value_set=confirmed))
             totals, by_brand = seller_totals(listings)
             parts.append(seller_risk(totals, by_brand, summary.brand_base_rates(), strength))
     sellers = pa.concat_tables(parts) if parts else SELLER_SCHEMA.empty_table()
@@ -97,13 +104,14 @@ def write_sellers(results: Path, out: Path, store: Path | None = None, strength:
 
 
 def confirmed_listings(store: Path) -> pa.Array:
-    """Listing ids analysts decided counterfeit in a review store."""
+    """The listings (listing_identity) analysts decided counterfeit in a review store."""
     if not Path(store).is_file():
         raise FileNotFoundError(f"review store {store} not found")
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
-        rows = connection.execute(
-            "SELECT DISTINCT listing_id FROM items WHERE decision = 'counterfeit' AND listing_id IS NOT NULL").fetchall()
-    return pa.array([row[0] for row in rows], pa.string())
+        rows = connection.execute("SELECT DISTINCT marketplace, seller_id, listing_id FROM items "
+                                  "WHERE decision = 'counterfeit' AND listing_id IS NOT NULL").fetchall()
+    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(3)]
+    return listing_identity(*columns)
 
 
 def _check_parquet(results: Path) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image, ImageOps
 
+from knockoff.images.decode import ImageLoadError, jpeg_thumbnail, placeholder_jpeg
 from knockoff.listings.calibration import read_listing_calibration
 from knockoff.listings.verdicts import listing_verdicts
 
@@ -49,11 +49,14 @@ class Decision:
 
 
 def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None = None, data_root: Path = Path("."),
-                   pdf: bool = True) -> EvidencePack:
-    """The seller's evidence pack under `out_dir` (evidence-SELLER.html/.pdf/-takedown.csv)."""
+                   pdf: bool = True, marketplace: str | None = None) -> EvidencePack:
+    """The seller's evidence pack under `out_dir` (evidence-SELLER.html/.pdf/-takedown.csv).
+    A seller is its id on its marketplace: a seller id found on several marketplaces needs
+    `marketplace`, and only that marketplace's listings and decisions enter the pack."""
     photos = pq.read_table(results, filters=[("seller_id", "=", seller)])
     if photos.num_rows == 0:
         raise ValueError(f"no listings of seller {seller!r} in {results}")
+    photos = _on_marketplace(photos, seller, marketplace)
     decisions = _decisions(store, photos) if store else {}
     verdicts = listing_verdicts(photos, read_listing_calibration(results)).to_pylist()
     confirmed = {listing for (listing, _), d in decisions.items() if d.decision == "counterfeit"}
@@ -77,9 +80,26 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     return EvidencePack(html_path, csv_path, pdf_path, len(chosen), warning)
 
 
+def _on_marketplace(photos: pa.Table, seller: str, marketplace: str | None) -> pa.Table:
+    """The seller's photos on one marketplace (the only one, or the one named)."""
+    markets = photos.column("marketplace") if "marketplace" in photos.column_names else pa.nulls(photos.num_rows, pa.string())
+    found = sorted({m or "" for m in markets.to_pylist()})
+    if marketplace is None:
+        if len(found) > 1:
+            raise ValueError(f"seller {seller!r} sells on {len(found)} marketplaces ({', '.join(m or '(none)' for m in found)}): "
+                             f"name one (--marketplace), each is a seller of its own")
+        return photos
+    if marketplace not in found:
+        raise ValueError(f"no listings of seller {seller!r} on marketplace {marketplace!r} (it sells on {', '.join(found)})")
+    return photos.filter(pc.equal(pc.fill_null(markets, ""), marketplace))
+
+
 def _decisions(store: Path, photos: pa.Table) -> dict[tuple[str, str], Decision]:
-    """(listing_id, path) -> the analyst's decision in force, with the note they gave."""
+    """(listing_id, path) -> the analyst's decision in force, with the note they gave: on this
+    seller's items of this marketplace only (another seller's L1001 is another listing)."""
     listings = sorted({x for x in photos.column("listing_id").to_pylist() if x})
+    seller = photos.column("seller_id")[0].as_py()
+    marketplace = photos.column("marketplace")[0].as_py() if "marketplace" in photos.column_names else None
     found: dict[tuple[str, str], Decision] = {}
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as connection:
         for start in range(0, len(listings), 500):
@@ -88,7 +108,8 @@ def _decisions(store: Path, photos: pa.Table) -> dict[tuple[str, str], Decision]
                 f"""SELECT i.listing_id, i.path, i.decision, i.decided_at, u.name,
                        (SELECT d.note FROM decisions d WHERE d.item_id = i.id AND d.action = 'decide' ORDER BY d.id DESC LIMIT 1)
                     FROM items i JOIN users u ON u.id = i.decided_by
-                    WHERE i.decision IS NOT NULL AND i.listing_id IN ({','.join('?' * len(chunk))})""", chunk).fetchall()
+                    WHERE i.decision IS NOT NULL AND i.seller_id = ? AND COALESCE(i.marketplace, '') = ?
+                      AND i.listing_id IN ({','.join('?' * len(chunk))})""", [seller, marketplace or "", *chunk]).fetchall()
             for listing, path, decision, decided_at, name, note in rows:
                 found[(listing, path)] = Decision(decision, name, decided_at, note)
     return found
@@ -134,13 +155,15 @@ def write_takedown_csv(path: Path, chosen: list[dict], decisions: dict[tuple[str
 
 def _cell(value: object) -> str:
     """A CSV cell a spreadsheet will not execute: text starting with = + - @ (or a tab or
-    carriage return) is prefixed with an apostrophe (OWASP's advice on CSV injection)."""
+    carriage return), in their full-width forms too (＝ ＋ － ＠, which spreadsheets read as
+    the same), is prefixed with an apostrophe (OWASP's advice on CSV injection)."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}"
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    first = unicodedata.normalize("NFKC", text[:1])
+    return "'" + text if first[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def render(seller: str, chosen: list[dict], rows: list[dict], decisions: dict[tuple[str, str], Decision],
@@ -203,9 +226,12 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
             notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} also appears in {others} other listing(s) "
                          f"of {sellers} other seller(s).</div>")
         if photo.get("reference_copy"):
-            notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} is a copy of the gallery reference "
-                         f"{e(photo['reference_copy'])}: a stolen reference photo, which proves nothing about the goods.</div>")
-            figures.append(_figure(photo["reference_copy"], "the reference it copies", "genuine", data_root))
+            genuine = photo.get("status") == "copy"
+            what = ("a copy of the genuine reference {}: a reused photo, which proves nothing about the goods" if genuine
+                    else "a copy of the known fake {}: the same photo as a confirmed counterfeit")
+            notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} is "
+                         f"{what.format(e(photo['reference_copy']))}.</div>")
+            figures.append(_figure(photo["reference_copy"], "the reference it copies", "genuine" if genuine else "fake", data_root))
         score = f"{photo['score']:.3f}" if photo.get("score") is not None else photo["status"]
         figures.append(_figure(photo["path"], f"listing photo · {score}", "listing", Path(".")))
         for group, kind in (("nearest_genuine", "genuine"), ("nearest_fake", "fake")):
@@ -223,18 +249,13 @@ def _figure(path: str, caption: str, kind: str, root: Path) -> str:
 
 
 def _data_uri(path: Path) -> str:
-    """The photo inlined as a JPEG thumbnail, so the file stands alone; a grey box if unreadable."""
+    """The photo inlined as a JPEG thumbnail, so the file stands alone (decoded behind the
+    screening's guard); a placeholder saying why when it is unreadable or over the ceiling."""
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (THUMBNAIL_PX, THUMBNAIL_PX))
-            thumb = ImageOps.exif_transpose(image).convert("RGB")
-            thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            buffer = io.BytesIO()
-            thumb.save(buffer, "JPEG", quality=80)
-    except (OSError, ValueError):
-        buffer = io.BytesIO()
-        Image.new("RGB", (8, 8), (200, 200, 200)).save(buffer, "JPEG")
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        data = jpeg_thumbnail(path.read_bytes(), THUMBNAIL_PX, path.name, quality=80)
+    except (ImageLoadError, OSError) as refused:
+        data = placeholder_jpeg(str(refused), THUMBNAIL_PX)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 def print_pdf(html_path: Path, pdf_path: Path) -> Path:

@@ -56,6 +56,7 @@ def listing_evidence(listings: pa.Table) -> pa.Table:
     flag = pc.cast(pc.fill_null(listings.column("flagged"), False), pa.float64())
     q = pc.if_else(judged, pc.coalesce(listings.column("probability"), flag), 0.0)
     return pa.table({
+        "marketplace": pc.fill_null(listings.column("marketplace"), ""),
         "seller_id": pc.fill_null(listings.column("seller_id"), ""),
         "brand": pc.fill_null(listings.column("brand"), ""),
         "listing_id": listings.column("listing_id"),
@@ -67,43 +68,48 @@ def listing_evidence(listings: pa.Table) -> pa.Table:
     })
 
 
+SELLER = ["marketplace", "seller_id"]  # a seller is its id on its marketplace
+
+
 def seller_totals(listings: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Per seller, and per seller and brand, the sums that risk needs (a listings table
-    holding whole sellers)."""
+    """Per seller (marketplace and seller id), and per seller and brand, the sums that risk
+    needs (a listings table holding whole sellers)."""
     evidence = listing_evidence(listings)
     table = evidence.append_column(
         "_confirmed", pc.cast(listings.column("confirmed"), pa.int64()) if "confirmed" in listings.column_names
         else pa.array([0] * listings.num_rows, pa.int64())).append_column(
-        "_reused", pc.fill_null(listings.column("reused_photos"), 0)).append_column(
-        "marketplace", listings.column("marketplace"))
-    table = table.sort_by([("seller_id", "ascending"), ("_q", "descending"), ("_score", "descending"), ("listing_id", "ascending")])
-    totals = table.group_by("seller_id", use_threads=False).aggregate([
+        "_reused", pc.fill_null(listings.column("reused_photos"), 0))
+    table = table.sort_by([("marketplace", "ascending"), ("seller_id", "ascending"), ("_q", "descending"),
+                           ("_score", "descending"), ("listing_id", "ascending")])
+    totals = table.group_by(SELLER, use_threads=False).aggregate([
         ("listing_id", "count"), ("_judged", "sum"), ("_flagged", "sum"), ("_unsupported", "sum"), ("_q", "sum"),
-        ("_score", "max"), ("listing_id", "first"), ("_confirmed", "sum"), ("_reused", "sum"), ("marketplace", "first")])
-    by_brand = table.group_by(["seller_id", "brand"]).aggregate([("_judged", "sum"), ("_unsupported", "sum"), ("_q", "sum")])
+        ("_score", "max"), ("listing_id", "first"), ("_confirmed", "sum"), ("_reused", "sum")])
+    by_brand = table.group_by([*SELLER, "brand"]).aggregate([("_judged", "sum"), ("_unsupported", "sum"), ("_q", "sum")])
     return totals, by_brand
 
 
-def brand_risk(by_brand: pa.Table, base_rates: dict[str, float], strength: float) -> dict[str, tuple[float, str]]:
-    """seller -> (its highest per-brand risk, that brand), over the brands it has judged or unsupported listings of."""
-    riskiest: dict[str, tuple[float, str]] = {}
-    columns = ("seller_id", "brand", "_judged_sum", "_unsupported_sum", "_q_sum")
-    for seller, brand, judged, unsupported, q in zip(*(by_brand.column(c).to_pylist() for c in columns)):
+def brand_risk(by_brand: pa.Table, base_rates: dict[str, float], strength: float) -> dict[tuple[str, str], tuple[float, str]]:
+    """(marketplace, seller) -> (its highest per-brand risk, that brand), over the brands it has
+    judged or unsupported listings of."""
+    riskiest: dict[tuple[str, str], tuple[float, str]] = {}
+    columns = (*SELLER, "brand", "_judged_sum", "_unsupported_sum", "_q_sum")
+    for marketplace, seller, brand, judged, unsupported, q in zip(*(by_brand.column(c).to_pylist() for c in columns)):
         if judged or unsupported:
             prior = base_rates.get(brand, 0.0)
             risk = (q + (unsupported + strength) * prior) / (judged + unsupported + strength)
-            if seller not in riskiest or risk > riskiest[seller][0]:
-                riskiest[seller] = (risk, brand)
+            if (marketplace, seller) not in riskiest or risk > riskiest[(marketplace, seller)][0]:
+                riskiest[(marketplace, seller)] = (risk, brand)
     return riskiest
 
 
 def seller_risk(totals: pa.Table, by_brand: pa.Table, base_rates: dict[str, float], strength: float) -> pa.Table:
     """SELLER_SCHEMA rows from `seller_totals`, with each brand's prior in `base_rates`."""
     riskiest = brand_risk(by_brand, base_rates, strength)
-    sellers = totals.column("seller_id").to_pylist()
+    sellers = list(zip(*(totals.column(c).to_pylist() for c in SELLER)))
     risk = pa.array([riskiest.get(s, (0.0, None))[0] for s in sellers], pa.float64())
     brand = pa.array([riskiest.get(s, (0.0, None))[1] or None for s in sellers], pa.string())
     seller = pc.if_else(pc.equal(totals.column("seller_id"), ""), pa.scalar(None, pa.string()), totals.column("seller_id"))
+    marketplace = pc.if_else(pc.equal(totals.column("marketplace"), ""), pa.scalar(None, pa.string()), totals.column("marketplace"))
     columns = {
         "seller_id": seller, "risk": risk, "risk_brand": brand, "listings": totals.column("listing_id_count"),
         "judged_listings": totals.column("_judged_sum"), "flagged_listings": totals.column("_flagged_sum"),
@@ -112,7 +118,7 @@ def seller_risk(totals: pa.Table, by_brand: pa.Table, base_rates: dict[str, floa
                                 pa.scalar(None, pa.float64())),
         "top_listing": totals.column("listing_id_first"), "unsupported_listings": totals.column("_unsupported_sum"),
         "confirmed_fakes": totals.column("_confirmed_sum"), "reused_photos": totals.column("_reused_sum"),
-        "marketplace": totals.column("marketplace_first"),
+        "marketplace": marketplace,
     }
     return pa.table({name: pc.cast(columns[name], SELLER_SCHEMA.field(name).type) for name in SELLER_SCHEMA.names},
                     schema=SELLER_SCHEMA)

@@ -10,7 +10,6 @@ bounded by one partition, not by the crawl.
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from knockoff.scratch import scratch_folder
 
 ROWS_PER_PARTITION = 50_000  # small enough that one partition is a fixed, small share of memory
 READ_BATCH_ROWS = 65_536
@@ -35,7 +36,7 @@ def partitions(source: Path, key: str, columns: list[str], rows_per_partition: i
     if count == 1:
         yield _with_key(parquet.read(columns=wanted), key, key_fallback)
         return
-    with tempfile.TemporaryDirectory(prefix="knockoff-spill-") as scratch:
+    with scratch_folder("spill") as scratch:
         writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         try:
             for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=wanted):

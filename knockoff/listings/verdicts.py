@@ -1,8 +1,13 @@
 """A listing's verdict from its photos' rows.
 
+A listing is (marketplace, seller_id, listing_id): two sellers' `L1001`, or one seller's on
+two marketplaces, are two listings. A photo without a listing id is a listing of its own.
+
 - `status`: `scored` if any photo was judged; else `unsupported` if any photo showed a
-  catalogued product no reference could judge (work for an analyst); else `no_match`; else
-  `error`. An unsupported photo never makes a listing genuine: it simply does not count.
+  catalogued product no reference could judge (work for an analyst); else `copy` if a photo
+  copies a genuine reference (a reused brand photo, which proves nothing); else `no_match`;
+  else `error`. An unsupported photo or a copy never makes a listing genuine: it simply does
+  not count. (A photo copying a known fake is judged, and flagged.)
 - `score`: the highest p(counterfeit) among its judged photos. One fake photo makes a fake
   listing; a genuine close-up beside it does not clear it.
 - `flagged`: `score` at or above the listing threshold of its top photo's product for its
@@ -14,9 +19,9 @@
 - `probability`: p(counterfeit) of `score` at the run's share of fakes (Bayes' rule from the
   held-back share the photo calibration was fit at): what seller risk adds up.
 - `top_photo`: the most incriminating photo (highest score; else the first unsupported one).
-- Reused photos (`knockoff screen --duplicates` finds them): `reused_photos` counts the
-  listing's photos that appear elsewhere in the run or copy a gallery reference, and
-  `reference_copies` the latter; the verdict itself is left to the scores.
+- Reused photos: `reused_photos` counts the listing's photos that appear elsewhere in the run
+  (`knockoff screen --duplicates`) or copy a gallery reference (every run), and
+  `reference_copies` the latter.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from knockoff.data.records import LISTING_FIELDS
 from knockoff.listings.calibration import ListingCalibration
 from knockoff.screening.results import RESULT_SCHEMA
 
-STATUS_ORDER = ("scored", "unsupported", "no_match", "error")  # a listing takes its photos' first
+STATUS_ORDER = ("scored", "unsupported", "copy", "no_match", "error")  # a listing takes its photos' first
 KEY = "listing_id"
+IDENTITY = "_listing"  # marketplace, seller and listing id, joined: what a listing is
 PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "product",
                  "claimed_product", "product_mismatch", "brand", "label", "error", "duplicate_group", "reference_copy"]
 
@@ -68,13 +74,13 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Ta
     rank = pc.fill_null(pc.index_in(photos.column("status"), pa.array(STATUS_ORDER)), len(STATUS_ORDER))
     ordered = photos.append_column("_rank", rank).append_column(
         "_score", pc.fill_null(pc.cast(photos.column("score"), pa.float64()), -1.0))
-    ordered = ordered.sort_by([(KEY, "ascending"), ("_rank", "ascending"), ("_score", "descending"), ("path", "ascending")])
+    ordered = ordered.sort_by([(IDENTITY, "ascending"), ("_rank", "ascending"), ("_score", "descending"), ("path", "ascending")])
     # The top photo's own values, nulls included (a grocery photo's null brand must not take
     # the brand of the sneaker another photo was nearest to); the listing's fields from any row.
     top_photo = pc.ScalarAggregateOptions(skip_nulls=False)
     firsts = [*[(name, "first", top_photo) for name in ("path", "status", "status_reason", "product", "brand")],
-              *[(name, "first") for name in (*LISTING_FIELDS, "claimed_product")]]
-    grouped = ordered.group_by(KEY, use_threads=False).aggregate([
+              *[(name, "first") for name in (KEY, *LISTING_FIELDS, "claimed_product")]]
+    grouped = ordered.group_by(IDENTITY, use_threads=False).aggregate([
         *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_mismatch", "max"),
         ("_score", "max"), ("_reused", "sum"), ("_reference_copy", "sum")])
     scored = grouped.column("_scored_sum")
@@ -84,7 +90,7 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Ta
         for values in calibration.judge(pc.cast(grouped.column("product_first"), pa.string()).combine_chunks(),
                                         scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy()))
     columns = {
-        KEY: grouped.column(KEY),
+        KEY: grouped.column(f"{KEY}_first"),
         **{name: grouped.column(f"{name}_first") for name in LISTING_FIELDS},
         "photos": grouped.column("path_count"),
         "scored_photos": scored,
@@ -130,4 +136,12 @@ def _normalised(photos: pa.Table) -> pa.Table:
     table["_mismatch"] = pc.cast(pc.fill_null(column("product_mismatch"), False), pa.int64())
     keys = pc.coalesce(table[KEY], table["path"])
     table[KEY] = keys
+    table[IDENTITY] = listing_identity(table["marketplace"], table["seller_id"], keys)
     return pa.table(table)
+
+
+def listing_identity(marketplace, seller_id, listing_id) -> pa.ChunkedArray | pa.Array:
+    """One string per listing: marketplace, seller and listing id joined by a unit separator
+    (a null part as empty), so that equal listing ids of two sellers stay two listings."""
+    parts = [pc.fill_null(pc.cast(part, pa.string()), "") for part in (marketplace, seller_id, listing_id)]
+    return pc.binary_join_element_wise(*parts, "\x1f")

@@ -91,9 +91,11 @@ class Embedder(nn.Module):
         return self
 
 
-def create_embedder(config: EmbedderConfig, pretrained: Pretrained = "offline") -> Embedder:
-    """Build an Embedder; input size, mean and std come from the backbone's weights."""
+def create_embedder(config: EmbedderConfig, pretrained: Pretrained = "offline", input_size: int | None = None) -> Embedder:
+    """Build an Embedder; mean and std come from the backbone's weights, and so does the input
+    size unless `input_size` is given (a larger input keeps stitching, logos and labels)."""
     backbone = create_backbone(config.backbone, pretrained)
-    input_size, mean, std = preprocessing_of(backbone)
+    default_size, mean, std = preprocessing_of(backbone)
+    input_size = input_size or default_size
     config = EmbedderConfig(**{**config.to_dict(), "input_size": input_size, "mean": mean, "std": std})
     return Embedder(config, backbone).to(memory_format=torch.channels_last)

@@ -1,9 +1,16 @@
 """Fine-tune the embedder. Read it top to bottom: data, model, loss, optimiser, loop.
 
 Metric learning over product x authenticity classes with a soft k-NN loss against a
-cross-batch memory (see model/losses.py for why, and the measured alternatives). Each epoch ends with the real validation: embed the reference
-gallery and the validation photos, search them with FAISS and score them exactly as
-screening will, then keep the checkpoint with the best validation metric.
+cross-batch memory (see model/losses.py for why, and the measured alternatives). Each epoch
+ends with the real validation: embed the reference gallery and the validation photos, search
+them with FAISS and score them exactly as screening will, then keep the checkpoint with the
+best validation metric *on new photographs*.
+
+Photos are grouped by photograph (knockoff/data/groups.py): the sneakers export copies most
+shots several times, across its splits. Validation photos that copy a training photo measure
+recall of training photos, so they are reported apart (`*_copies`) and never select the
+epoch; groups whose copies carry conflicting labels are left out; and `group_sampling`
+decides how often a photograph is seen (every copy, each photograph equally, or one copy).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from knockoff.data import data_root, portable_path
+from knockoff.data.groups import conflicting_groups, group_keys, group_weights, new_photographs, one_per_group, read_groups
 from knockoff.data.prepare import read_prepared
 from knockoff.data.records import FAKE, ImageRecord
 from knockoff.evaluation.metrics import average_precision, recall_at_precision, roc_auc
@@ -57,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     model: str = "tf_efficientnet_lite0"
     pretrained: str = "offline"  # offline | hub | none
+    input_size: int | None = None  # None: the backbone's own (224 for lite0)
     embedding_dim: int = 256
     dropout: float = 0.1
     frozen_levels: int = 2  # stem + first feature levels keep their ImageNet filters
@@ -75,7 +85,9 @@ class TrainConfig:
     train: tuple[str, ...] = ()  # prepared manifests to learn from
     val_gallery: tuple[str, ...] = ()  # prepared manifests of validation references
     val_queries: tuple[str, ...] = ()  # prepared manifests of validation photos
-    select_metric: str = "average_precision"  # or roc_auc, recall_at_95_precision
+    select_metric: str = "average_precision"  # or roc_auc, recall_at_95_precision (on new photographs)
+    groups: str = ""  # photograph groups (`knockoff groups`); empty: every photo is its own photograph
+    group_sampling: str = "weighted"  # all (every copy) | weighted (each photograph equally) | one (one copy each)
 
 
 def train(config: TrainConfig, out: Path) -> dict:
@@ -88,32 +100,35 @@ def train(config: TrainConfig, out: Path) -> dict:
         torch.set_num_threads(config.threads)
 
     # -- Data. Classes are product x authenticity, so fake and genuine of one product differ.
-    train_records = _labelled(_read_all(config.train))
+    groups = read_groups(Path(config.groups)) if config.groups else {}
+    train_records, train_keys = _without_conflicts(_labelled(_read_all(config.train)), groups)
     classes = sorted({r.class_name for r in train_records})
     class_index = {name: i for i, name in enumerate(classes)}
     labels = [class_index[r.class_name] for r in train_records]
-    print(f"train: {len(train_records)} photos, {len(classes)} classes")
+    print(f"train: {len(train_records)} photos of {len(set(train_keys))} photographs, {len(classes)} classes")
 
     # -- Model: pretrained backbone + projection head.
     model = create_embedder(
         EmbedderConfig(config.model, config.embedding_dim, config.dropout, config.frozen_levels),
-        pretrained=config.pretrained,
+        pretrained=config.pretrained, input_size=config.input_size,
     )
     size = model.config.input_size
     loss_fn = create_loss(config.loss, model.embedding_dim, len(classes))
 
     dataset = AugmentedImages(train_records, labels, load_size(size), build_augment(size, config.augment))
     dataset.augment.set_random_seed(config.seed)  # the stream used when workers=0
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = _group_sampler(train_keys, config.group_sampling, generator)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(dataset) > config.batch_size,  # BatchNorm needs > 1 sample per batch
+        sampler=sampler,
+        drop_last=len(sampler) > config.batch_size,  # BatchNorm needs > 1 sample per batch
         num_workers=config.workers,
         worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=generator,
     )
-    validation = _Validation(config, size) if config.val_queries else None
+    validation = _Validation(config, size, groups, train_keys) if config.val_queries else None
 
     # -- Optimiser: the pretrained backbone moves slowly, the new head (and any proxies) fast.
     backbone_params = [p for p in model.backbone.parameters() if p.requires_grad]
@@ -191,20 +206,54 @@ def _labelled(records: list[ImageRecord]) -> list[ImageRecord]:
     return [r for r in records if r.product is not None and r.authenticity is not None]
 
 
+def _keys(records: list[ImageRecord], groups: dict[str, int]) -> np.ndarray:
+    return group_keys([portable_path(r.path, data_root()) for r in records], groups)
+
+
+def _without_conflicts(records: list[ImageRecord], groups: dict[str, int]) -> tuple[list[ImageRecord], np.ndarray]:
+    """The records outside groups whose copies carry conflicting labels, and their group keys."""
+    keys = _keys(records, groups)
+    conflicts = conflicting_groups(keys, [r.class_name for r in records])
+    keep = [i for i, key in enumerate(keys) if key not in conflicts]
+    if len(keep) < len(records):
+        print(f"left out {len(records) - len(keep)} photos of {len(conflicts)} photographs whose copies carry conflicting labels")
+    return [records[i] for i in keep], keys[keep]
+
+
+def _group_sampler(keys: np.ndarray, sampling: str, generator: torch.Generator) -> torch.utils.data.Sampler:
+    """Which photos an epoch draws: every copy once (all); one draw per photograph, each
+    photograph equally likely and a random copy of it (weighted); or the first copy of each
+    photograph (one). Measured on cached lite0 features, a head trained by grouped 5-fold
+    cross-validation, two seeds: ROC-AUC on new photographs 0.872 / 0.875 (all), 0.871 /
+    0.877 (weighted), 0.869 / 0.868 (one); weighted epochs are as long as `one`'s."""
+    if sampling == "all":
+        return torch.utils.data.RandomSampler(range(len(keys)), generator=generator)
+    if sampling == "weighted":
+        return torch.utils.data.WeightedRandomSampler(group_weights(keys).tolist(), len(set(keys)), generator=generator)
+    if sampling == "one":
+        return torch.utils.data.SubsetRandomSampler(one_per_group(keys).tolist(), generator=generator)
+    raise ValueError(f"train.group_sampling must be all, weighted or one, not {sampling!r}")
+
+
 class _Validation:
-    """Validation photos scored against the validation gallery, as screening would.
+    """Validation photos scored against the validation gallery, as screening would: new
+    photographs (no copy among the training photos or the gallery) for the metrics that
+    select the epoch, copies of training photos apart (`*_copies`).
 
     Pixels are decoded once and kept in memory; each epoch only re-embeds them.
     """
 
-    def __init__(self, config: TrainConfig, size: int) -> None:
+    def __init__(self, config: TrainConfig, size: int, groups: dict[str, int], train_keys: np.ndarray) -> None:
         self.config = config
         self.gallery_records = _labelled(_read_all(config.val_gallery))
-        self.query_records = _labelled(_read_all(config.val_queries))
+        queries, query_keys = _without_conflicts(_labelled(_read_all(config.val_queries)), groups)
+        self.query_records = queries
+        self.new = new_photographs(query_keys, [*train_keys, *_keys(self.gallery_records, groups)])
+        print(f"validation: {int(self.new.sum())} new photographs, {int((~self.new).sum())} copies of training photos")
         self.gallery_images = _decode_all(self.gallery_records, size)
         self.query_images = _decode_all(self.query_records, size)
         self.query_is_fake = np.array([r.authenticity == FAKE for r in self.query_records])
-        self.query_products = [r.product for r in self.query_records]
+        self.query_products = np.array([r.product for r in self.query_records], dtype=object)
 
     def evaluate(self, model: Embedder) -> dict[str, float]:
         info = ModelInfo(model.config.backbone, "training", "training", model.config.input_size,
@@ -212,12 +261,22 @@ class _Validation:
         gallery = Gallery.build(embed_images(model, self.gallery_images), self.gallery_records, info,
                                 scorer=self.config.scorer)
         matches = match(gallery, embed_images(model, self.query_images), with_evidence=False)
-        metrics = {"product_top1": float(np.mean([p == t for p, t in zip(matches.product, self.query_products)]))}
-        if 0 < self.query_is_fake.sum() < len(self.query_is_fake):  # fake metrics need both kinds
-            metrics["roc_auc"] = roc_auc(self.query_is_fake, matches.raw)
-            metrics["average_precision"] = average_precision(self.query_is_fake, matches.raw)
-            metrics["recall_at_95_precision"] = recall_at_precision(self.query_is_fake, matches.raw, 0.95)
+        metrics: dict[str, float] = {}
+        for suffix, members in (("", self.new), ("_copies", ~self.new)):
+            metrics.update(_split_metrics(np.array(matches.product, dtype=object)[members], self.query_products[members],
+                                          self.query_is_fake[members], matches.raw[members], suffix))
         return metrics
+
+
+def _split_metrics(products: np.ndarray, truth: np.ndarray, is_fake: np.ndarray, raw: np.ndarray, suffix: str) -> dict[str, float]:
+    if not len(truth):
+        return {}
+    metrics = {f"product_top1{suffix}": float(np.mean(products == truth))}
+    if 0 < is_fake.sum() < len(is_fake):  # fake metrics need both kinds
+        metrics[f"roc_auc{suffix}"] = roc_auc(is_fake, raw)
+        metrics[f"average_precision{suffix}"] = average_precision(is_fake, raw)
+        metrics[f"recall_at_95_precision{suffix}"] = recall_at_precision(is_fake, raw, 0.95)
+    return metrics
 
 
 def _decode_all(records: list[ImageRecord], size: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as state
 
 from knockoff.images.decode import PREPROCESSING
 from knockoff.runtime.sessions import DeviceUnavailableError, providers_for, session_options
@@ -77,7 +78,13 @@ class OnnxEmbedder:
             # CUDA and cuDNN from the nvidia-* pip packages ('knockoff[gpu]'), when installed that
             # way; libraries on the system's search path are found without it
             ort.preload_dlls()
-        self.session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers_for(device))
+        providers = providers_for(device)
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads, spin), providers=providers)
+        except (state.Fail, state.InvalidProtobuf, state.InvalidGraph, state.InvalidArgument) as error:
+            reason = str(error).strip().splitlines()[0][:200]
+            raise ValueError(f"model {path} is damaged ({reason}): export it again (`knockoff export`, or "
+                             f"`git checkout {path}` for the shipped one)") from None
         if device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
             # onnxruntime falls back to the CPU when CUDA or cuDNN libraries are missing
             raise DeviceUnavailableError(

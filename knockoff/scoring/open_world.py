@@ -8,16 +8,29 @@ products it does. So each photo gets a `status` before any score is believed:
   farther than `no_match.threshold`, set on held-back photos of unmonitored products so that
   at most `false_match_rate` of them would pass it (ignoring the background references, so the
   bound holds for unmonitored products unlike any the gallery has).
+- `no_match` also when the photo is no closer to P than photos of P's *other* products of its
+  group (another sneaker model, another package of the brand) are, but for
+  `category_false_match_rate` of them: held-back photos of the group's other products set
+  that bound (`impostor`), since a product nobody monitors most resembles its monitored
+  neighbours, not fruit.
 - `unsupported`: a catalogued product P with known fakes, but no reference close enough to
   judge it: its nearest reference of P is farther than P's own held-back photos are but for
   `support_alpha` of them (a conformal lower bound), or it is within that bound but below the
-  no-match threshold (a view of P the gallery lacks). The row says so in figures. (A
-  genuine-only product has no such bound: its score is that very distance.)
+  no-match threshold (a view of P the gallery lacks). Also when either side is far: the
+  nearer of its nearest genuine reference and its nearest known fake is lower than that of
+  P's held-back photos but for `support_alpha` of them (`style`). When P's genuine references
+  and fakes come from different kinds of photos, a new kind of photo finds its nearest
+  references all on one side, by style alone: both sides must be as close as on the photos
+  that calibrated P. The row says so in figures. (A genuine-only product has no such bounds:
+  its score is that very distance.)
 - `scored`: judged against P alone. With known fakes of P: the soft k-NN log-odds over P's
   genuine references and P's fakes, Platt-calibrated on P's held-back photos. Genuine
   references only (cold start): how far the photo lies from P's genuine references, in units
   of how far P's genuine references lie from each other, calibrated on held-back genuine
   photos to `cold_start_false_flag_rate`.
+- `copy`: the photo is a copy of a genuine reference (gallery/copies.py): a reused photo says
+  nothing about the goods, so it is neither flagged nor cleared. (A copy of a known fake is
+  `scored` and flagged, naming the fake.)
 - `error`: the photo could not be read.
 
 Calibrations fall back from the product to its group (brand, or dataset) to all products
@@ -32,8 +45,8 @@ import numpy as np
 
 from knockoff.scoring.calibration import Calibration, fit_calibration
 
-SCORED, NO_MATCH, UNSUPPORTED, ERROR = "scored", "no_match", "unsupported", "error"
-STATUSES = (SCORED, NO_MATCH, UNSUPPORTED, ERROR)
+SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR = "scored", "no_match", "unsupported", "copy", "error"
+STATUSES = (SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR)
 LEVELS = ("product", "group", "global")
 
 
@@ -44,6 +57,7 @@ class OpenWorldParams:
     cold_start_false_flag_rate: float = 0.01  # genuine photos flagged by a genuine-only product
     min_photos: int = 30  # held-back photos for a product-level bound or cold-start calibration
     min_per_class: int = 15  # held-back fakes and genuine photos for a product-level Platt fit
+    category_false_match_rate: float = 0.02  # photos of a group's other products allowed past a product's impostor bound
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ class ProductPolicy:
     calibration: Calibration | None = None  # P has known fakes
     calibration_level: str = ""
     cold_start: ColdStart | None = None  # P has genuine references only
+    style: Bound | None = None  # P has known fakes: the nearer side must be at least this close
+    impostor: Bound | None = None  # photos of the group's other products reach this close to P
 
 
 @dataclass
@@ -93,6 +109,8 @@ class OpenWorld:
                 calibration=Calibration(**policy["calibration"]) if policy.get("calibration") else None,
                 calibration_level=policy.get("calibration_level", ""),
                 cold_start=ColdStart(**policy["cold_start"]) if policy.get("cold_start") else None,
+                style=Bound(**policy["style"]) if policy.get("style") else None,
+                impostor=Bound(**policy["impostor"]) if policy.get("impostor") else None,
             )
         return cls(OpenWorldParams(**values["params"]), Bound(**values["no_match"]), products)
 
@@ -137,10 +155,13 @@ def cold_start_probability(distance: np.ndarray, cold_start: ColdStart) -> np.nd
 
 
 def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.ndarray, nearest_background: np.ndarray,
-           product_similarity: np.ndarray, raw: np.ndarray, nearest_genuine: np.ndarray) -> Verdicts:
+           product_similarity: np.ndarray, raw: np.ndarray, nearest_genuine: np.ndarray,
+           nearest_fake: np.ndarray | None = None) -> Verdicts:
     """Status, score and flag per photo, from what matching found (all arrays per photo:
     `product` the product judged against, `product_similarity` its nearest reference of it,
-    `raw` the log-odds over its references, `nearest_genuine` its nearest genuine of it)."""
+    `raw` the log-odds over its references, `nearest_genuine` and `nearest_fake` its nearest
+    genuine reference and known fake of it)."""
+    nearest_fake = np.full(len(product), np.nan) if nearest_fake is None else nearest_fake
     n = len(product)
     verdicts = Verdicts([SCORED] * n, np.full(n, np.nan), np.zeros(n, dtype=bool), np.full(n, np.nan), [None] * n, [None] * n)
     for i in range(n):
@@ -166,13 +187,26 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
                 verdicts.reason[i] = (f"nearest catalogued reference {catalogue:.2f}; catalogued products start at "
                                       f"{world.no_match.value:.2f} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
             continue
+        if policy.impostor is not None and similarity < policy.impostor.value:
+            verdicts.status[i] = NO_MATCH
+            verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}: photos of other {policy.group} products "
+                                  f"reach {policy.impostor.value:.2f} ({world.params.category_false_match_rate:.0%} of them), "
+                                  f"so it may show another product of the kind")
+            continue
         if not similarity >= policy.support.value:
             verdicts.status[i] = UNSUPPORTED
             verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}; its {policy.support.level}'s "
                                   f"held-back photos are >= {policy.support.value:.2f}")
             continue
+        nearer_side = min(float(nearest_genuine[i]), float(nearest_fake[i]))
+        if policy.style is not None and np.isfinite(nearer_side) and nearer_side < policy.style.value:
+            verdicts.status[i] = UNSUPPORTED
+            verdicts.reason[i] = (f"nearest genuine reference {float(nearest_genuine[i]):.2f}, nearest known fake "
+                                  f"{float(nearest_fake[i]):.2f}: on its {policy.style.level}'s held-back photos both sides are "
+                                  f">= {policy.style.value:.2f}; a kind of photo one side's references do not cover")
+            continue
         if policy.calibration is not None:
-            verdicts.score[i] = float(policy.calibration.probability(np.array([raw[i]]))[0])
+            verdicts.score[i] = float(policy.calibration.probability(np.array([raw[i]]), np.array([similarity]))[0])
             verdicts.threshold[i] = policy.calibration.threshold
             verdicts.level[i] = policy.calibration_level
         elif policy.cold_start is not None:
@@ -196,6 +230,9 @@ class HeldBack:
     nearest_genuine: np.ndarray
     nearest_catalogue: np.ndarray  # what the no-match gate reads (decide)
     nearest_background: np.ndarray
+    nearest_fake: np.ndarray | None = None
+    # product -> how close held-back photos of the group's *other* products come to its references
+    impostors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def passes_no_match(self, no_match: Bound) -> np.ndarray:
         """Which photos `decide` would not rule `no_match` (the catalogued ones it can judge)."""
@@ -215,18 +252,40 @@ def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.nda
     for name, description in sorted(products.items()):
         mine, group = names == name, groups == description["group"]
         pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
+        impostor = _impostor(held_back.impostors.get(name), params.category_false_match_rate)
         if description["fakes"]:
             support = _support(held_back, pools, params.min_photos, params.support_alpha)
             calibration, level = _calibration(held_back, pools, params, target_precision, name)
-            world.products[name] = ProductPolicy(description["group"], support, calibration, level)
+            style = _style(held_back, pools, params.min_photos, params.support_alpha)
+            world.products[name] = ProductPolicy(description["group"], support, calibration, level, style=style,
+                                                 impostor=impostor)
         else:
             # Genuine references only: the distance from them *is* the evidence (a fake lies
             # farther than genuine photos do), so a support bound on the same distance would
             # abstain on exactly the photos to flag. Such a product abstains through no_match only.
             support = Bound(-1.0, "none (cold start)", 0)
             cold = _cold_start(held_back, pools, params, description, products, held_back.passes_no_match(world.no_match))
-            world.products[name] = ProductPolicy(description["group"], support, cold_start=cold)
+            world.products[name] = ProductPolicy(description["group"], support, cold_start=cold, impostor=impostor)
     return world
+
+
+def _style(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound | None:
+    """The lower bound on the nearer side (nearest genuine or nearest fake) of P's held-back photos."""
+    if held_back.nearest_fake is None:
+        return None
+    nearer = np.fmin(held_back.nearest_genuine, held_back.nearest_fake)
+    for level, members in pools:
+        if members.sum() >= min_photos or level == "global":
+            return Bound(conformal_lower_bound(nearer[members], alpha), level, int(members.sum()))
+    raise AssertionError("unreachable")
+
+
+def _impostor(similarities: np.ndarray | None, rate: float) -> Bound | None:
+    """The similarity to P that at most `rate` of the group's other products' photos reach."""
+    if similarities is None or len(similarities) == 0:
+        return None
+    bound = no_match_bound(similarities, rate)
+    return Bound(bound.value, "category", bound.photos)
 
 
 def _support(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound:
@@ -244,7 +303,9 @@ def _calibration(held_back: HeldBack, pools, params: OpenWorldParams, target_pre
             if min(fakes, genuine) == 0:
                 return None, ""
             source = f"{name} ({level}: {int(members.sum())} held-back photos)"
-            return fit_calibration(held_back.raw[members], held_back.is_fake[members], target_precision, source), level
+            calibration = fit_calibration(held_back.raw[members], held_back.is_fake[members], target_precision, source,
+                                          closeness=held_back.product_similarity[members])
+            return calibration, level
     raise AssertionError("unreachable")
 
 

@@ -1,4 +1,4 @@
-"""Reused photos within a screening run: near-duplicate groups, and copies of gallery references.
+"""Reused photos within a screening run: groups of rows showing one photograph (`--duplicates`).
 
 Counterfeit sellers copy photos: the brand's own product shots, each other's, their own
 across listings. Two steps, so that neither does the other's job:
@@ -7,14 +7,13 @@ across listings. Two steps, so that neither does the other's job:
    rather than every row); each row's `neighbours` nearest at cosine >= `similarity` are
    candidate pairs. A copy embeds close to its original (a 70% crop at cosine 0.58 or more,
    benchmarks/duplicates.py), but so does another photo of the same shoe: the embedding
-   proposes, it never decides. A row's nearest references of its judged product (already in
-   the row) are its candidate reference copies.
+   proposes, it never decides.
 2. Verification on the pixels (knockoff.images.copies: ORB matches, a RANSAC similarity transform,
    the overlaid photos' correlation cell by cell), which tells the same photograph cropped,
    resized, re-encoded, mirrored, watermarked or captioned from another shot of the shoot.
 Verified pairs are joined into groups (union-find): `duplicate_group` is the row number of
-the group's first photo, null for a photo that appears once. `reference_copy` is the gallery
-reference a photo copies: a stolen official photo proves nothing about the goods.
+the group's first photo, null for a photo that appears once. (`reference_copy`, the gallery
+reference a photo copies, is set while screening, for every run: knockoff/gallery/copies.py.)
 
 Memory: the embeddings are spilled to a float16 file on disk, and the index holds
 `SQ8` codes (one byte a dimension); photos' features are cached for the most recent pairs
@@ -24,7 +23,6 @@ Memory: the embeddings are spilled to a float16 file on disk, and the index hold
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from knockoff.images.copies import CopyChecker
+from knockoff.images.copies import CopyChecker, union_groups
+from knockoff.scratch import scratch_folder
 
 BLOCK_ROWS = 16_384  # embeddings read, normalised and searched this many at a time
 
@@ -44,7 +43,6 @@ class DuplicateOptions:
     neighbours: int = 5  # candidates per photo: a copy is among its original's nearest
     index: str = "IVF{nlist},SQ8"  # faiss index_factory string; {nlist} from the run's size
     nprobe: int = 16
-    reference_candidates: int = 2  # a row's nearest references checked for a copy
     # Stricter than knockoff.images.copies' 0.95: a group joins every pair it chains, so one false link
     # merges two groups. Copies measured 0.98-1.00; same-shoot packages up to 0.976.
     min_correlation: float = 0.98
@@ -54,32 +52,24 @@ class DuplicateOptions:
 @dataclass(frozen=True)
 class Reuse:
     groups: np.ndarray  # int64 per row: the group's first row, -1 for a photo seen once
-    reference_copies: dict[int, str]  # row -> the reference (portable path) it copies
 
     def group_of(self, start: int, count: int) -> list[int | None]:
         return [None if group < 0 else int(group) for group in self.groups[start:start + count]]
 
 
-def find_reuse(parts: list[Path], data_root: Path, options: DuplicateOptions = DuplicateOptions()) -> Reuse:
-    """Groups and reference copies for the rows of committed result parts (in order), whose
-    `embedding` column holds each row's embedding (null for a photo that failed). Every photo
-    is searched, `no_match` ones too: a seller's copied photo of a catalogued product that the
-    gallery could not place is still a reused photo."""
-    with tempfile.TemporaryDirectory(prefix="knockoff-duplicates-") as scratch:
-        embeddings, present = spill_embeddings(parts, Path(scratch) / "embeddings.f16")
+def find_reuse(parts: list[Path], options: DuplicateOptions = DuplicateOptions()) -> Reuse:
+    """Groups of the rows of committed result parts (in order) that show one photograph,
+    from their `embedding` column (null for a photo that failed). Every photo is searched,
+    `no_match` ones too: a seller's copied photo of a catalogued product that the gallery
+    could not place is still a reused photo. (Copies of gallery references are found while
+    screening: knockoff/gallery/copies.py.)"""
+    with scratch_folder("duplicates") as scratch:
+        embeddings, present = spill_embeddings(parts, scratch / "embeddings.f16")
         pairs = candidate_pairs(embeddings, present, options)
-    reference_pairs = reference_candidates(parts, options)
-    rows_needed = {row for pair in pairs for row in pair} | set(reference_pairs)
-    paths = row_paths(parts, rows_needed)
+    paths = row_paths(parts, {row for pair in pairs for row in pair})
     checker = CopyChecker(options.min_correlation)
     copies = _verified(pairs, lambda pair: checker.is_copy(*sorted((paths[pair[0]], paths[pair[1]]))), options.workers)
-    reference_copies: dict[int, str] = {}
-    for row, references in reference_pairs.items():
-        for reference in references:
-            if checker.is_copy(str(Path(data_root, reference)), paths[row]):
-                reference_copies[row] = reference
-                break
-    return Reuse(union_groups(len(present), copies), reference_copies)
+    return Reuse(union_groups(len(present), copies))
 
 
 def spill_embeddings(parts: list[Path], spill: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -133,21 +123,6 @@ def candidate_pairs(embeddings: np.ndarray, present: np.ndarray, options: Duplic
     return sorted(pairs)
 
 
-def reference_candidates(parts: list[Path], options: DuplicateOptions) -> dict[int, list[str]]:
-    """row -> its nearest references of the judged product at cosine >= `similarity`."""
-    found: dict[int, list[str]] = {}
-    start = 0
-    for part in parts:
-        for batch in pq.ParquetFile(part).iter_batches(columns=["neighbors"], batch_size=BLOCK_ROWS):
-            for offset, neighbours in enumerate(batch.column(0).to_pylist()):
-                close = [n["path"] for n in (neighbours or [])[:options.reference_candidates]
-                         if n["similarity"] is not None and n["similarity"] >= options.similarity and n["path"]]
-                if close:
-                    found[start + offset] = close
-            start += batch.num_rows
-    return found
-
-
 def row_paths(parts: list[Path], rows: set[int]) -> dict[int, str]:
     """The `path` of each of `rows` (read in one pass; only those rows are kept)."""
     wanted = np.array(sorted(rows), dtype=np.int64)
@@ -161,26 +136,6 @@ def row_paths(parts: list[Path], rows: set[int]) -> dict[int, str]:
                 paths.update(zip(inside.tolist(), chosen))
             start += batch.num_rows
     return paths
-
-
-def union_groups(count: int, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Per row, the smallest row it is joined to through `pairs`; -1 for a row joined to none."""
-    parent = np.arange(count, dtype=np.int64)
-
-    def root(row: int) -> int:
-        while parent[row] != row:
-            parent[row] = parent[parent[row]]
-            row = int(parent[row])
-        return row
-
-    for a, b in pairs:
-        first, second = root(a), root(b)
-        if first != second:
-            parent[max(first, second)] = min(first, second)
-    groups = np.full(count, -1, dtype=np.int64)
-    for row in {row for pair in pairs for row in pair}:
-        groups[row] = root(row)
-    return groups
 
 
 def _verified(pairs: list[tuple[int, int]], check: Callable[[tuple[int, int]], bool], workers: int) -> list[tuple[int, int]]:

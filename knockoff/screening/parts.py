@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from knockoff.data import data_root
 from knockoff.data.records import ImageRecord
 from knockoff.screening.duplicates import DuplicateOptions, Reuse, find_reuse
 from knockoff.screening.results import RESULT_SCHEMA, ResultWriter
@@ -123,7 +122,7 @@ class PartWriter:
         output file, remove the folder."""
         self._commit()
         self.parts = sorted(self.dir.glob(PART_GLOB))
-        reuse = find_reuse(self.parts, data_root(), self.duplicates) if self.duplicates else None
+        reuse = find_reuse(self.parts, self.duplicates) if self.duplicates else None
         summary = merge_parts(self.parts, self.out, self.metadata, reuse)
         shutil.rmtree(self.dir)
         return summary
@@ -187,11 +186,9 @@ def merge_parts(parts: list[Path], out: Path, metadata: dict[str, str], reuse: R
 def _with_reuse(batch: pa.RecordBatch, reuse: Reuse, first_row: int) -> pa.RecordBatch:
     if batch.num_rows == 0:
         return batch
-    rows = range(first_row, first_row + batch.num_rows)
     table = pa.Table.from_batches([batch])
-    for name, values in (("duplicate_group", reuse.group_of(first_row, batch.num_rows)),
-                         ("reference_copy", [reuse.reference_copies.get(row) for row in rows])):
-        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, RESULT_SCHEMA.field(name).type))
+    groups = pa.array(reuse.group_of(first_row, batch.num_rows), RESULT_SCHEMA.field("duplicate_group").type)
+    table = table.set_column(table.schema.get_field_index("duplicate_group"), "duplicate_group", groups)
     return table.combine_chunks().to_batches()[0]
 
 

@@ -61,7 +61,7 @@ class ScreenActor:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(data)
         self.options = options
-        self.scorer = Scorer(root / "model.onnx", root / "gallery", options.session_threads, options.device)
+        self.scorer = Scorer(root / "model.onnx", root / "gallery", options.session_threads, options.device, options.copy_check)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         records = [ImageRecord(**row) for row in batch.select(list(RECORD_FIELDS)).to_pylist()]

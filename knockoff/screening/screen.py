@@ -65,10 +65,13 @@ class ScreenOptions:
     post_queue: int = 2  # embedded batches waiting for search, scoring and writing
     rows_per_part: int = 4096  # rows per committed part: the most a crash can cost
     resume: bool = False
-    # Reused photos across the run, searched when it finishes (duplicate_group, reference_copy);
-    # None: not searched. Off by default: on photos dense in look-alikes it costs several
-    # times the screening itself (benchmarks/duplicates.py).
+    # Reused photos across the run, searched when it finishes (duplicate_group); None: not
+    # searched. Off by default: on photos dense in look-alikes it costs several times the
+    # screening itself (benchmarks/duplicates.py).
     duplicates: DuplicateOptions | None = None
+    # Each photo checked for a copy of a gallery reference (reference_copy, the copy verdict:
+    # knockoff/gallery/copies.py) against the thumbnails the gallery keeps. On by default.
+    copy_check: bool = True
     # Batches in the model at once, each on its own thread. None: on CPU one per core with one
     # onnxruntime thread each (unless `threads` is given: then one stream), one on a GPU.
     # Single-threaded runs never wait on each other when a decode thread takes a core, where
@@ -137,7 +140,9 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[ImageRecord]:
 class Scorer:
     """A model and the gallery built for it: decoded batches -> result rows."""
 
-    def __init__(self, model_path: Path, gallery_path: Path, threads: int | None = None, device: str = "cpu") -> None:
+    def __init__(self, model_path: Path, gallery_path: Path, threads: int | None = None, device: str = "cpu",
+                 copy_check: bool = True) -> None:
+        self.copy_check = copy_check
         self.embedder = OnnxEmbedder(model_path, threads=threads, device=device)
         self.gallery = Gallery.load(gallery_path, model=self.embedder.info)
         if self.gallery.info.calibration is None:
@@ -162,7 +167,7 @@ class Scorer:
     def rows(self, batch: DecodedBatch, embeddings: np.ndarray) -> pa.Table:
         """The batch's result rows, each with its embedding (PART_SCHEMA; null where it failed)."""
         claimed = [record.product for record, error in zip(batch.records, batch.errors) if error is None]
-        matches = match(self.gallery, embeddings, claimed=claimed)
+        matches = match(self.gallery, embeddings, claimed=claimed, pixels=batch.images if self.copy_check else None)
         rows = result_table(batch, matches, self.versions, self.brands)
         return rows.append_column(PART_SCHEMA.field("embedding"), [embedding_column(batch.errors, embeddings)])
 
@@ -185,7 +190,7 @@ def screen(
     gallery_path: Path = DEFAULT_GALLERY,
     options: ScreenOptions = ScreenOptions(),
 ) -> ScreenSummary:
-    scorer = Scorer(model_path, gallery_path, options.session_threads, options.device)
+    scorer = Scorer(model_path, gallery_path, options.session_threads, options.device, options.copy_check)
     return write_run(inputs, Path(out), scorer, options,
                      lambda records, write: run_pipeline(records, scorer, options, write))
 
@@ -310,7 +315,8 @@ def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, s
     def spread(values: list, failed: object = None) -> list:
         return [values[at[i]] if ok[i] else failed for i in range(n)]
 
-    scored = np.array([status == "scored" for status in matches.status], bool)
+    # a copy of a genuine reference keeps its score (what its photograph looks like) but no flag
+    scored = np.array([status in ("scored", "copy") for status in matches.status], bool)
     claimed = [record.product for record in records]
     matched, product = spread(matches.matched_product), spread(matches.product)
     columns: dict[str, pa.Array | list] = {
@@ -337,6 +343,7 @@ def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, s
         "neighbors": matches.neighbors.take(place),
         "nearest_genuine": matches.nearest_genuine.take(place),
         "nearest_fake": matches.nearest_fake.take(place),
+        "reference_copy": spread(matches.copy_of) if matches.copy_of is not None else [None] * n,
         "error": list(batch.errors),
         **{name: [version] * n for name, version in versions.items()},
     }

@@ -87,6 +87,11 @@ def test_manifest_and_photos_in_object_storage(tmp_path, monkeypatch):
             return fs.LocalFileSystem(), str(bucket / uri.removeprefix("s3://bucket/"))
 
     monkeypatch.setattr(fs, "FileSystem", BucketOnDisk)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(ManifestError, match="no s3:// store is configured here"):  # at once, never a region lookup
+        list(read_source("s3://bucket/crawl/m.parquet"))
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
     [record] = list(read_source("s3://bucket/crawl/m.parquet"))
     assert record.path == "s3://bucket/crawl/images/a.jpg" and record.listing_id == "A1"
     assert load_rgb(record.path, 32).shape == (32, 32, 3)
@@ -138,3 +143,13 @@ def test_listing_fields_travel_with_each_photo_and_a_bad_price_is_its_rows_error
                                                "USD", "nike air force")
     assert second.price == 25.0 and second.path.endswith("b.jpg")
     assert bad.error and "price 'call me' is not a number" in bad.error and bad.listing_id == "L2"
+
+
+def test_a_quoted_field_may_hold_line_breaks_and_commas(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text('listing_id,path,seller_id,title\n'
+                        'A,a.jpg,S1,"Nike AF1 white\nsize 42, worn twice\n""like new"""\n'
+                        'B,b.jpg,S2,plain\n')
+    first, second = read_manifest(manifest)
+    assert first.error is None and first.seller_id == "S1" and first.title == 'Nike AF1 white\nsize 42, worn twice\n"like new"'
+    assert second.listing_id == "B" and second.error is None

@@ -61,3 +61,20 @@ def test_model_at_revision_reads_committed_files(tmp_path, monkeypatch):
     found = model_at_revision(Path("params.yaml"), "HEAD", tmp_path / "p.yaml")
     assert found is not None and b"prepare:" in found.read_bytes()
     assert model_at_revision(Path("models/never-committed.onnx"), "HEAD", tmp_path / "x") is None
+
+
+def test_every_sneakers_figure_is_given_for_new_photographs_and_apart_for_copies(tiny_onnx, tmp_path, monkeypatch):
+    from knockoff.data.groups import PhotographGroups, write_groups
+
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    train = sorted(p.relative_to(SAMPLE).as_posix() for p in (SAMPLE / "sneakers/train/images").glob("*.jpg"))
+    valid = sorted(p.relative_to(SAMPLE).as_posix() for p in (SAMPLE / "sneakers/valid/images").glob("*.jpg"))
+    # the first twelve valid photos share a group with a train photo: copies of training photographs
+    paths = train + valid
+    group = np.array(list(range(len(train))) + [i if i < 12 else len(train) + i for i in range(len(valid))])
+    write_groups(PhotographGroups(paths, group, 0, 12), paths, [None] * len(paths), tmp_path / "groups.parquet")
+    config = EvaluateConfig(sneakers_gallery="sneakers/train", sneakers_queries="sneakers/valid",
+                            groups=str(tmp_path / "groups.parquet"))
+    sneakers = evaluate({"finetuned": tiny_onnx}, config, ScorerParams(k=5), tmp_path / "out")["finetuned"]["sneakers"]
+    assert sneakers["queries"] == 20 and sneakers["copies"]["queries"] == 12
+    assert sneakers["photographs"] == 20 and "roc_auc" in sneakers

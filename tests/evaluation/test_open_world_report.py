@@ -88,10 +88,18 @@ def test_a_monitored_group_left_out_of_the_gallery_is_screened_as_unforeseen_unm
     assert report["groups"]["grocery"]["no_match_rate"] == 0.0  # in the catalogue, the same photos are judged
 
 
-def test_the_report_is_given_again_without_the_photos_that_copy_a_reference():
+def test_the_report_is_on_new_photographs_and_again_apart_on_copies_of_a_reference():
     rng = np.random.default_rng(2)
     gallery, shoes, config = _shoe_gallery(rng)
     copies = frozenset(r.path for r in shoes.records[::4])
     report = open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config, copies=copies)
-    assert report["copies"] == 20 and report["without_copies"]["photos"] == 60 and report["photos"] == 80
-    assert "without_copies" not in open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config)
+    assert report["photos"] == 60 and report["copies"]["photos"] == 20
+    assert "copies" not in open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config)
+
+
+def test_halves_keep_a_photograph_group_on_one_side():
+    from knockoff.evaluation.open_world_report import _halves
+
+    keys = [f"g{i // 3}" for i in range(30)]  # ten photographs, three copies each
+    first, second = _halves(keys, seed=0)
+    assert len(first) + len(second) == 30 and {keys[i] for i in first}.isdisjoint({keys[i] for i in second})

@@ -99,3 +99,34 @@ def test_unlabelled_photos_are_not_added(tiny_onnx, tmp_path, sample_root):
     index(IndexConfig(references=("sneakers/train",)), tiny_onnx, tmp_path / "g")
     added = add_references(tiny_onnx, tmp_path / "g", [str(SAMPLE / "uploads")])
     assert (added.added, added.unlabelled) == (0, 1)
+
+
+@pytest.mark.slow
+def test_two_index_adds_at_once_lose_no_reference_in_any_round(tiny_onnx, tiny_gallery, tmp_path):
+    """Two `knockoff index add` processes at the same moment, three rounds: the second waits
+    for the first's lock, so every reference of both lands and the gallery always loads."""
+    import shutil
+    import subprocess
+    import sys
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery, gallery)
+    photos = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))
+    start = Gallery.load(gallery).info.count
+    code = ("import sys; from pathlib import Path; from knockoff.gallery.indexing import add_references; "
+            "add_references(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:], product=Path(sys.argv[3]).name)")
+    added = 0
+    for round_ in range(3):
+        folders = []
+        for side in ("a", "b"):
+            folder = tmp_path / f"round{round_}" / f"product-{side}"
+            folder.mkdir(parents=True)
+            for photo in photos[round_ * 8 + (0 if side == "a" else 4): round_ * 8 + (4 if side == "a" else 8)]:
+                shutil.copy(photo, folder / photo.name)
+            folders.append(folder)
+        runs = [subprocess.Popen([sys.executable, "-c", code, str(tiny_onnx), str(gallery), str(folder)]) for folder in folders]
+        assert [run.wait(timeout=300) for run in runs] == [0, 0]
+        added += 8
+        loaded = Gallery.load(gallery)
+        assert loaded.info.count == start + added and loaded.index.ntotal == start + added
+    assert {p for p in loaded.references.column("product").to_pylist()} >= {"product-a", "product-b"}

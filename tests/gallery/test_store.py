@@ -163,3 +163,22 @@ def test_ivf_with_too_few_references_to_learn_its_lists_is_refused():
     with pytest.raises(ValueError, match="needs at least 1248 references"):
         Gallery.build(clustered(1000), _records(1000), _info(), "IVF32,Flat", "nprobe=8")
     Gallery.build(clustered(1248), _records(1248), _info(), "IVF32,Flat", "nprobe=8")  # enough
+
+
+@pytest.mark.parametrize("part, damage", [("index", "truncated"), ("index", "garbage"), ("index", "missing"),
+                                          ("references", "garbage"), ("thumbnails", "truncated")])
+def test_a_damaged_gallery_file_is_one_clear_error_naming_it(tiny_gallery, tmp_path, part, damage):
+    import shutil
+
+    from knockoff.gallery.store import read_info
+
+    copy = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery, copy)
+    target = copy / read_info(copy).files[part]
+    data = target.read_bytes()
+    if damage == "missing":
+        target.unlink()
+    else:
+        target.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00garbage" * 64)
+    with pytest.raises((ValueError, FileNotFoundError), match=rf"{target.name} (is damaged|is missing).*knockoff index"):
+        Gallery.load(copy)

@@ -185,3 +185,44 @@ def test_sixteen_bit_scans_are_scaled_to_eight_bits():
     image.save(buffer, format="PNG")
     decoded = decode_rgb(buffer.getvalue(), 40)
     assert decoded.dtype == np.uint8 and decoded.max() >= 250 and decoded[0, 0, 0] <= 3  # the full range, darkest first
+
+
+def test_an_image_under_the_pixel_ceiling_but_over_the_byte_ceiling_is_refused_before_decoding(tmp_path):
+    """36 megapixels of 16-bit grey: under the 40-megapixel ceiling, yet 180 MB decoded and
+    converted to RGB. Refused from the header, in every decoder: screening's and thumbnails'."""
+    from tests.helpers import zero_png
+
+    bomb = zero_png(tmp_path / "bomb.png", 6000, 6000, bit_depth=16).read_bytes()
+    with pytest.raises(ImageLoadError, match=r"decodes to 180 MB, over Knockoff's ceiling of 160 MB"):
+        decode_rgb(bomb, 224, name="bomb.png")
+    with pytest.raises(ImageLoadError, match="KNOCKOFF_MAX_DECODED_BYTES"):
+        decode.jpeg_thumbnail(bomb, 360, "bomb.png")
+    small = zero_png(tmp_path / "small.png", 2000, 2000, bit_depth=16).read_bytes()
+    assert decode_rgb(small, 64).shape == (64, 64, 3) and decode.jpeg_thumbnail(small, 100).startswith(b"\xff\xd8")
+
+
+def test_downloads_refuse_this_machines_network_and_redirects_off_http(trickling_server, monkeypatch):
+    """A photo URL may name any host: loopback, private and link-local addresses are refused
+    before any connection unless allowed, and a redirect to ftp:// or file:// is never followed."""
+    monkeypatch.delenv("KNOCKOFF_ALLOW_PRIVATE_URLS")
+    for url in (f"{trickling_server.url}/photo", "http://10.0.0.7/a.jpg", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]/a.jpg", "http://0.0.0.0/a.jpg"):
+        with pytest.raises(ImageLoadError, match="not a public address"):
+            decode.read_bytes(url)
+    assert trickling_server.requests == 0
+    monkeypatch.setenv("KNOCKOFF_ALLOW_PRIVATE_URLS", "1")
+    assert decode.read_bytes(f"{trickling_server.url}/photo")[:2] == b"\xff\xd8"
+    for target in ("ftp://example.com/a.jpg", "file:///etc/passwd"):
+        with pytest.raises(ImageLoadError, match=r"refused ftp://|is not allowed"):  # urllib refuses file:// itself
+            decode.read_bytes(f"{trickling_server.url}/redirect?to={target}")
+
+
+def test_the_download_deadline_comes_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    code = "from knockoff.images import decode; print(decode.DOWNLOAD_DEADLINE_S)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "KNOCKOFF_DOWNLOAD_DEADLINE_S": "7.5"})
+    assert found.stdout.strip() == "7.5"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from knockoff.cli import app
 from knockoff.scoring.held_back import HeldBackPool, HeldBackScores
 from knockoff.screening.results import RESULT_SCHEMA
-from tests.helpers import SAMPLE
+from tests.helpers import SAMPLE, review_store
 
 # Held-back photos of the product that 0.55 separates, half of them fakes.
 HELD_BACK = HeldBackScores(0.95, 0.01, {"shoe": HeldBackPool([i / 200 for i in range(100)], [0.55 + i / 230 for i in range(100)])},
@@ -40,7 +40,8 @@ def rows() -> list[dict]:
                    nearest_genuine=[reference(0, "genuine"), reference(2, "genuine")], nearest_fake=[reference(1, "fake")])
         made.append(row)
     made[4]["duplicate_group"] = made[7]["duplicate_group"] = 4  # shop-2 shows a copy of shop-1's photo
-    made[5]["reference_copy"] = str(REFERENCES[3].relative_to(SAMPLE))  # a stolen reference photo
+    made[5]["reference_copy"] = str(REFERENCES[3].relative_to(SAMPLE))  # a stolen genuine reference photo
+    made[5]["status"] = "copy"
     return made
 
 
@@ -55,15 +56,11 @@ def results(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    from knockoff_serve.store import initialize
-
-    path = tmp_path / "knockoff.db"
-    initialize(path)
+    path = review_store(tmp_path / "knockoff.db", 8)
     with sqlite3.connect(path) as connection:
-        connection.execute("INSERT INTO users (id, name, role, password_hash) VALUES (7, 'ana', 'analyst', 'x')")
-        connection.execute("INSERT INTO runs (id, name, path, fingerprint, rows) VALUES (1, 'r', 'r', 'f', 8)")
-        connection.execute("INSERT INTO items (id, run_id, position, listing_id, path, rank, decision, decided_by, decided_at) "
-                           "VALUES (1, 1, 2, 'shop-1-L1', ?, 0, 'counterfeit', 7, '2026-11-24T06:00:00Z')", (str(PHOTOS[2]),))
+        connection.execute("INSERT INTO items (id, run_id, position, listing_id, seller_id, path, rank, decision, decided_by, decided_at) "
+                           "VALUES (1, 1, 2, 'shop-1-L1', 'shop-1', ?, 0, 'counterfeit', 7, '2026-11-24T06:00:00Z')", (str(PHOTOS[2]),))
+        connection.execute("UPDATE items SET marketplace = 'shopx'")
         connection.execute("INSERT INTO decisions (item_id, user_id, action, decision, note) VALUES (1, 7, 'decide', 'counterfeit', 'stitching off')")
     return path
 
@@ -83,7 +80,8 @@ def test_the_pack_holds_flagged_and_confirmed_listings_with_evidence_and_a_safe_
     assert "0.920 (listing threshold 0.550, precision at least 0.98 at 0.500 fakes)" in page
     assert "also appears in 1 other listing(s) of 1 other seller(s)" in page  # PHOTOS[0] is shop-2's too
     assert f"Photo {PHOTOS[4].name} also appears in 1 other listing(s) of 1 other seller(s)" in page  # a copy of it is
-    assert f"Photo {PHOTOS[5].name} is a copy of the gallery reference {REFERENCES[3].relative_to(SAMPLE)}" in page
+    assert (f"Photo {PHOTOS[5].name} is a copy of the genuine reference {REFERENCES[3].relative_to(SAMPLE)}: a reused photo, "
+            "which proves nothing about the goods") in page
     lines = list(csv.reader((tmp_path / "pack" / "evidence-shop-1-takedown.csv").open()))
     assert lines[0][:2] == ["listing_id", "listing_url"] and {line[0] for line in lines[1:]} == {"shop-1-L0", "shop-1-L1", "shop-1-L2"}
     assert all(not cell.startswith("=") for line in lines for cell in line)  # no spreadsheet formula survives
@@ -111,3 +109,10 @@ def test_without_a_browser_the_pack_is_still_written_and_the_missing_pdf_is_a_wa
     outcome = CliRunner().invoke(app, ["evidence", str(results), "--seller", "shop-1", "--out", str(tmp_path / "pack")])
     assert outcome.exit_code == 0 and "warning: no PDF" in outcome.output
     assert (tmp_path / "pack" / "evidence-shop-1.html").is_file() and not (tmp_path / "pack" / "evidence-shop-1.pdf").exists()
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "＝HYPERLINK(\"x\")", "＋1", "－1", "＠SUM(A1)"])
+def test_takedown_cells_that_a_spreadsheet_would_run_are_defused(text):
+    from knockoff.listings.evidence import _cell
+
+    assert _cell(text) == "'" + text and _cell("plain " + text) == "plain " + text

@@ -84,9 +84,11 @@ def test_confirmed_fakes_come_from_the_review_store(tmp_path, results):
     initialize(store)
     with sqlite3.connect(store) as connection:
         connection.execute("INSERT INTO runs (id, name, path, fingerprint, rows) VALUES (1, 'r', 'r', 'f', 3)")
-        for position, (listing, decision) in enumerate([("B1", "counterfeit"), ("B2", "counterfeit"), ("A3", "genuine")]):
-            connection.execute("INSERT INTO items (run_id, position, listing_id, rank, decision) VALUES (1, ?, ?, 0, ?)",
-                               (position, listing, decision))
+        for position, (listing, seller, decision) in enumerate([("B1", "all-fakes", "counterfeit"), ("B2", "all-fakes", "counterfeit"),
+                                                                 ("A3", "big-genuine", "genuine"),
+                                                                 ("A4", "elsewhere", "counterfeit")]):  # another seller's A4
+            connection.execute("INSERT INTO items (run_id, position, listing_id, seller_id, rank, decision) VALUES (1, ?, ?, ?, 0, ?)",
+                               (position, listing, seller, decision))
     sellers = {s["seller_id"]: s for s in write_sellers(results, tmp_path / "s.parquet", store).to_pylist()}
     assert sellers["all-fakes"]["confirmed_fakes"] == 2 and sellers["big-genuine"]["confirmed_fakes"] == 0
 
@@ -115,3 +117,38 @@ def test_risk_is_per_brand_so_genuine_groceries_do_not_hide_a_fake_sneaker(tmp_p
     sellers = {s["seller_id"]: s for s in write_sellers(path, tmp_path / "sellers.parquet").to_pylist()}
     assert sellers["milk-and-a-fake"]["risk_brand"] == "nike"
     assert sellers["milk-and-a-fake"]["risk"] > sellers["noisy-genuine"]["risk"]
+
+
+def test_a_listing_is_its_id_of_its_seller_on_its_marketplace(tmp_path):
+    """Two sellers on two marketplaces both call a listing L1001: two listings, two sellers,
+    and an analyst's decision on one never reaches the other's takedown file."""
+    import sqlite3
+
+    from knockoff.listings import write_listings, write_sellers
+    from knockoff.listings.evidence import write_evidence
+    from tests.helpers import review_store
+
+    rows = [sneaker("L1001", "a.jpg", 0.99, "shop-a"), sneaker("L1001", "b.jpg", 0.02, "shop-b"),
+            sneaker("L1002", "c.jpg", 0.02, "shop-a")]
+    rows[0]["marketplace"], rows[1]["marketplace"], rows[2]["marketplace"] = "north", "south", "north"
+    rows.append({**sneaker("L1002", "d.jpg", 0.02, "shop-a"), "marketplace": "south"})  # shop-a's id on the other marketplace
+    path = tmp_path / "results.parquet"
+    write_results(path, rows, HELD_BACK)
+    summary = write_listings(path, tmp_path / "listings.parquet")
+    listings = pq.read_table(tmp_path / "listings.parquet").to_pylist()
+    assert summary.listings == 4 and summary.shared_listing_ids == 2 and "2 listing ids are used by more than one" in summary.line(path)
+    assert {(r["marketplace"], r["seller_id"], r["listing_id"]) for r in listings} == {
+        ("north", "shop-a", "L1001"), ("south", "shop-b", "L1001"), ("north", "shop-a", "L1002"), ("south", "shop-a", "L1002")}
+    store = review_store(tmp_path / "knockoff.db", 4)
+    with sqlite3.connect(store) as connection:
+        connection.execute("INSERT INTO items (run_id, position, listing_id, seller_id, marketplace, path, rank, decision, "
+                           "decided_by) VALUES (1, 0, 'L1001', 'shop-a', 'north', 'a.jpg', 0, 'counterfeit', 7)")
+    sellers = {(s["marketplace"], s["seller_id"]): s for s in write_sellers(path, tmp_path / "s.parquet", store).to_pylist()}
+    assert set(sellers) == {("north", "shop-a"), ("south", "shop-b"), ("south", "shop-a")}
+    assert sellers[("north", "shop-a")]["confirmed_fakes"] == 1 and sellers[("south", "shop-b")]["confirmed_fakes"] == 0
+    pack = write_evidence(path, "shop-b", tmp_path / "pack", store, pdf=False)
+    assert "counterfeit" not in pack.csv.read_text()  # shop-a's decision on its own L1001 stays with shop-a
+    with pytest.raises(ValueError, match="sells on 2 marketplaces"):
+        write_evidence(path, "shop-a", tmp_path / "pack", store, pdf=False)
+    north = write_evidence(path, "shop-a", tmp_path / "north", store, pdf=False, marketplace="north")
+    assert "L1001" in north.csv.read_text() and "counterfeit" in north.csv.read_text()

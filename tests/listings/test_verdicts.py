@@ -40,8 +40,8 @@ def verdicts(rows, listing_calibration=None):
 def test_one_fake_photo_makes_a_fake_listing_and_names_it():
     by_listing = verdicts([
         photo("L1", "front.jpg", "scored", 0.10, seller_id="S1", label="genuine"),
-        photo("L1", "sole.jpg", "scored", 0.92, flagged=True, product="nike air force", label="fake"),
-        photo("L1", "box.jpg", "unsupported", status_reason="nearest reference 0.41"),
+        photo("L1", "sole.jpg", "scored", 0.92, flagged=True, product="nike air force", label="fake", seller_id="S1"),
+        photo("L1", "box.jpg", "unsupported", status_reason="nearest reference 0.41", seller_id="S1"),
     ])
     listing = by_listing["L1"]
     assert (listing["photos"], listing["scored_photos"], listing["flagged_photos"]) == (3, 2, 1)
@@ -79,7 +79,7 @@ def test_a_run_of_rare_fakes_holds_listings_to_a_higher_threshold_than_photos():
 def test_a_listing_takes_its_top_photos_brand_even_when_that_is_none():
     by_listing = verdicts([
         photo("L1", "milk.jpg", "scored", 0.01, product="milk", seller_id="S1"),
-        photo("L1", "other.jpg", "no_match", product="nike air force", brand="nike", listing_url="https://shop/1"),
+        photo("L1", "other.jpg", "no_match", product="nike air force", brand="nike", listing_url="https://shop/1", seller_id="S1"),
     ])
     assert by_listing["L1"]["brand"] is None and by_listing["L1"]["product"] == "milk"
     assert by_listing["L1"]["seller_id"] == "S1" and by_listing["L1"]["listing_url"] == "https://shop/1"

@@ -32,3 +32,12 @@ def test_screen_device_cuda_fails_clearly_before_screening(tiny_onnx, tiny_galle
 def test_unknown_device_is_an_error():
     with pytest.raises(ValueError, match="cpu, cuda"):
         providers_for("tpu")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_model_is_one_clear_error(tiny_onnx, tmp_path, damage):
+    data = tiny_onnx.read_bytes()
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00not a model" * 100, "empty": b""}[damage])
+    with pytest.raises(ValueError, match=r"model .*model.onnx is damaged .*: export it again"):
+        OnnxEmbedder(broken)

@@ -44,20 +44,25 @@ def test_threshold_for_precision_matches_brute_force():
     labels = rng.random(300) < 0.4
     scores = np.round(rng.normal(labels * 2.0, 1.0), 2)
     threshold, precision, recall = threshold_for_precision(scores, labels, 0.9)
+
+    def bounded_precision(t):  # one false flag more than the held-back photos show
+        return labels[scores >= t].sum() / ((scores >= t).sum() + 1)
+
     # brute force: precise enough first, then most recall, then the highest threshold
-    best = max(
-        (labels[scores >= t].mean() >= 0.9, labels[scores >= t].sum() / labels.sum(), t)
-        for t in np.unique(scores)
-    )
+    best = max((bounded_precision(t) >= 0.9, labels[scores >= t].sum() / labels.sum(), t) for t in np.unique(scores))
     assert best[0] and recall == pytest.approx(best[1]) and threshold == pytest.approx(best[2])
-    assert precision >= 0.9 and labels[scores >= threshold].mean() == pytest.approx(precision)
+    assert precision >= 0.9 and bounded_precision(threshold) == pytest.approx(precision)
 
 
 def test_separable_scores_flag_no_genuine_photo():
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.05] + [0.01] * 20)
     labels = np.array([True, True, True] + [False] * 22)
     threshold, precision, recall = threshold_for_precision(scores, labels, 0.5)
-    assert threshold == 0.7 and (precision, recall) == (1.0, 1.0)
+    assert threshold == 0.7 and (precision, recall) == (0.75, 1.0)  # 3 / (3 + 1)
+    # three fakes alone cannot vouch for 95% precision; twenty can
+    assert threshold_for_precision(scores, labels, 0.95)[2] == 0.0
+    many = np.r_[np.linspace(0.5, 0.9, 20), np.full(30, 0.1)]
+    assert threshold_for_precision(many, np.arange(50) < 20, 0.95)[1:] == (20 / 21, 1.0)
 
 
 def test_unreachable_precision_flags_nothing():
@@ -77,9 +82,27 @@ def test_calibration_is_monotone_probability_and_keeps_the_ranking():
     # well calibrated: mean predicted probability of fake ~ observed share of fakes
     assert probability.mean() == pytest.approx(labels.mean(), abs=0.02)
     flagged = probability >= calibration.threshold
-    assert labels[flagged].mean() == pytest.approx(calibration.precision) and calibration.precision >= 0.95
+    assert labels[flagged].sum() / (flagged.sum() + 1) == pytest.approx(calibration.precision) and calibration.precision >= 0.95
 
 
 def test_separable_data_still_calibrates():
-    calibration = fit_calibration(np.array([-1.0, -0.5, 0.5, 1.0]), np.array([0, 0, 1, 1], bool), 0.95)
+    raw = np.r_[np.linspace(-1, -0.5, 20), np.linspace(0.5, 1, 20)]
+    calibration = fit_calibration(raw, np.arange(40) >= 20, 0.95)
     assert np.isfinite(calibration.slope) and calibration.recall == 1.0
+
+
+def test_far_evidence_moves_the_probability_towards_the_prior_and_never_inverts_it():
+    """Fakes and genuine photos separate well where their nearest reference is close, barely
+    where it is far: the fitted slope grows with closeness."""
+    rng = np.random.default_rng(2)
+    closeness = rng.uniform(0.4, 0.9, 4000)
+    labels = rng.random(4000) < 0.5
+    separation = (closeness - 0.4) / 0.5  # 0 when far, 1 when close
+    raw = rng.normal(np.where(labels, 1.0, -1.0) * separation, 0.5)
+    calibration = fit_calibration(raw, labels, 0.9, closeness=closeness)
+    assert calibration.closeness_slope > 0 and calibration.closeness_center == pytest.approx(np.median(closeness))
+    near, far = calibration.probability(np.array([1.0, 1.0]), np.array([0.9, 0.45]))
+    assert near > 0.95 and 0.5 < far < near - 0.05
+    assert calibration.probability(np.array([1.0, -1.0]), np.array([-5.0, -5.0])).tolist() == pytest.approx(
+        [calibration.probability(np.array([0.0]))[0]] * 2)  # far past any fit: the slope stops at zero
+    assert calibration.probability(np.array([1.0]))[0] > 0.5  # without closeness: the plain slope

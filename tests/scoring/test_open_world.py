@@ -14,6 +14,7 @@ from knockoff.scoring.open_world import (
     OpenWorld,
     OpenWorldParams,
     conformal_lower_bound,
+    decide,
     fit_open_world,
     no_match_bound,
 )
@@ -163,3 +164,37 @@ def test_cold_start_threshold_flags_scored_photos_when_the_genuine_tail_lies_bel
     # fresh genuine photos like these: the promised rate holds out of sample
     fresh = np.clip(rng.normal(0.8, 0.09, 100_000), -1, 1)
     assert ((fresh >= gate) & (fresh <= flag_below)).mean() == pytest.approx(0.02, abs=0.01)
+
+
+def test_a_photo_with_one_side_far_is_unsupported_when_held_back_photos_had_both_sides_close(open_gallery):
+    """A new kind of photo (a studio shot among listing photos) finds all its near references on
+    one side by style: the nearer side must be as close as on the photos that calibrated it."""
+    held = HeldBack(["bag"] * 40, ["b"] * 40, np.array([True, False] * 20), np.full(40, 0.97),
+                    np.array([0.02, -0.02] * 20), np.full(40, 0.95), np.full(40, 0.97), np.full(40, -1.0),
+                    nearest_fake=np.full(40, 0.96))
+    described = {"bag": {"group": "b", "fakes": True}, "shoe": {"group": "b", "fakes": True},
+                 "juice": {"group": "g", "fakes": False, "genuine_mean": 0.99, "genuine_spread": 0.01}}
+    world = fit_open_world(held, np.array([0.5, 0.55, 0.6]), described, OpenWorldParams(min_photos=30), 0.9)
+    assert world.products["bag"].style.value == pytest.approx(0.95) and world.products["juice"].style is None
+    open_gallery.info.open_world = world
+    one_sided = unit(1, 0.01, 0.3, 0, 0) + 0.12 * unit(0, 0, 1, 0, 0)  # right by the bag fakes, far from genuine bags
+    both_close = unit(1, 0.01, 0.15, 0, 0)
+    result = match(open_gallery, np.stack([unit(*one_sided), both_close]), with_evidence=False)
+    assert result.status[0] == UNSUPPORTED and "both sides are >=" in result.reason[0] and not result.flagged[0]
+    assert result.status[1] == SCORED
+    assert OpenWorld.from_dict(world.to_dict()) == world
+
+
+def test_a_photo_no_closer_to_a_product_than_its_groups_other_products_is_no_match(open_gallery):
+    """Held-back shoes come as close as 0.3 to the bags: a photo at 0.3 from the bags may be any
+    product of the kind, so it is not judged as a bag."""
+    rng = np.random.default_rng(4)
+    held = HeldBack(["bag"] * 40, ["b"] * 40, np.array([True, False] * 20), np.full(40, 0.2),
+                    np.array([0.02, -0.02] * 20), np.full(40, 0.2), np.full(40, 0.9), np.full(40, -1.0),
+                    nearest_fake=np.full(40, 0.2), impostors={"bag": rng.uniform(0.0, 0.3, 200)})
+    described = {"bag": {"group": "b", "fakes": True}}
+    world = fit_open_world(held, np.array([-0.5, -0.4]), described, OpenWorldParams(min_photos=30), 0.9)
+    assert world.products["bag"].impostor.level == "category" and 0.28 < world.products["bag"].impostor.value <= 0.3
+    verdicts = decide(world, ["bag", "bag"], np.array([0.25, 0.5]), np.array([-1.0, -1.0]), np.array([0.25, 0.5]),
+                      np.array([0.0, 0.0]), np.array([0.25, 0.5]), np.array([0.25, 0.5]))
+    assert verdicts.status == [NO_MATCH, SCORED] and "other b products reach" in verdicts.reason[0]

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from knockoff.images.copies import features, grey_thumbnail, verify
+from knockoff.images.copies import features, grey_thumbnail, union_groups, verify
 from knockoff.listings import write_listings
-from knockoff.screening.duplicates import DuplicateOptions, candidate_pairs, union_groups
+from knockoff.screening.duplicates import DuplicateOptions, candidate_pairs
 from knockoff.screening.screen import ScreenOptions, screen
 from tests.helpers import REPO, SHARED_DATA
 
@@ -56,8 +56,9 @@ def _captioned(image: Image.Image) -> Image.Image:
 def test_screening_groups_a_sellers_edited_copies_and_names_the_reference_they_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("KNOCKOFF_DATA", str(SHARED_DATA))
     reference = sorted((SHARED_DATA / "sneakers/train/images").glob("*.jpg"))[40]
-    # a seller's own photo (no copy of any reference), and two photos of one package from one shoot
-    photo = REPO / "data/sample/sneakers/valid/images/0038_jpg.rf.01f0944fe375314dfc325136e14224b9.jpg"
+    # a seller's own photo (no copy of any reference: the gallery holds sneakers `valid` too, once
+    # calibrated), and two photos of one package from one shoot
+    photo = sorted((SHARED_DATA / "grocery-produce/val").rglob("*.jpg"))[0]
     shot, other = sorted((SHARED_DATA / "grocery-packages/val/Packages").glob("*/*/*.jpg"))[:2]
     assert shot.parent == other.parent
     stolen, own = Image.open(reference), Image.open(photo)
@@ -79,7 +80,12 @@ def test_screening_groups_a_sellers_edited_copies_and_names_the_reference_they_c
     manifest.write_text("path,listing_id,seller_id\n" + "".join(
         f"{tmp_path / name},{listing},S{listing[-1]}\n" for name, listing in listings.items()))
 
-    screen([str(manifest)], tmp_path / "results.parquet", MODEL, GALLERY,
+    # The gallery as calibrated: the shipped one also holds grocery `val`'s photos (added after
+    # calibrating on them), the very same-shoot photos this test needs as strangers.
+    from knockoff.gallery.store import Gallery
+
+    Gallery.load(GALLERY).without_calibration_photos().save(tmp_path / "gallery")
+    screen([str(manifest)], tmp_path / "results.parquet", MODEL, tmp_path / "gallery",
            ScreenOptions(batch_size=4, duplicates=DuplicateOptions()))
     rows = {Path(r["path"]).name: r for r in pq.read_table(tmp_path / "results.parquet").to_pylist()}
     # The export holds augmented copies of one photo among the references too: either is right.

@@ -250,3 +250,34 @@ def test_screening_a_decompression_bomb_costs_a_row_not_gigabytes(tiny_onnx, tin
     assert len(rows) == 6 and sum(r["error"] is None for r in rows.values()) == 4
     assert "169 megapixels, over Knockoff's ceiling" in rows["bomb-1.png"]["error"]
     assert peak_mb < 1500, f"peak RSS {peak_mb:.0f} MB"  # before the ceiling: 8.9 GB for two such files
+
+
+def test_a_copy_of_a_reference_gets_the_copy_verdict_from_the_gallery_alone(tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
+    """Re-encoded, slightly shrunk copies of a known fake and of a genuine reference, screened
+    with the data root pointing nowhere: the gallery's thumbnails are all the check reads."""
+    from PIL import Image
+
+    gallery = Gallery.load(tiny_gallery)
+    references = gallery.references.to_pylist()
+    fake = next(r for r in references if r["authenticity"] == "fake")
+    genuine = next(r for r in references if r["authenticity"] == "genuine")
+    for name, reference in (("fake-copy.jpg", fake), ("genuine-copy.jpg", genuine)):
+        image = Image.open(SAMPLE / reference["path"])
+        image.resize((image.width * 9 // 10, image.height * 9 // 10)).save(tmp_path / name, quality=80)
+    own = next(p for p in sorted((SAMPLE / "sneakers/valid/images").glob("*.jpg"))
+               if "0005_jpg" in p.name)  # a valid photo of no train photograph
+    shutil.copy(own, tmp_path / "own.jpg")
+    monkeypatch.setenv("KNOCKOFF_DATA", str(tmp_path / "nowhere"))
+    screen([str(tmp_path / name) for name in ("fake-copy.jpg", "genuine-copy.jpg", "own.jpg")], tmp_path / "out.parquet",
+           tiny_onnx, tiny_gallery)
+    rows = {Path(r["path"]).name: r for r in pq.read_table(tmp_path / "out.parquet").to_pylist()}
+    copied = {name: next(r for r in references if r["path"] == rows[name]["reference_copy"])
+              for name in ("fake-copy.jpg", "genuine-copy.jpg")}
+    assert copied["fake-copy.jpg"]["authenticity"] == "fake" and copied["genuine-copy.jpg"]["authenticity"] == "genuine"
+    fake_row, genuine_row = rows["fake-copy.jpg"], rows["genuine-copy.jpg"]
+    assert fake_row["status"] == "scored" and fake_row["flagged"] and "copies the known fake" in fake_row["status_reason"]
+    assert genuine_row["status"] == "copy" and genuine_row["flagged"] is False and genuine_row["score"] is not None
+    assert "says nothing about the goods" in genuine_row["status_reason"]
+    without = screen([str(tmp_path / "genuine-copy.jpg")], tmp_path / "off.parquet", tiny_onnx, tiny_gallery,
+                     ScreenOptions(copy_check=False))
+    assert without.screened == 1 and pq.read_table(tmp_path / "off.parquet").column("reference_copy").to_pylist() == [None]

@@ -12,7 +12,8 @@ PROTECTED = [
     ("POST", "/api/items/1/decision"), ("POST", "/api/undo"), ("POST", "/api/decisions/bulk"), ("POST", "/api/items/1/lease"),
     ("GET", "/api/openapi.json"), ("GET", "/api/docs"), ("GET", "/api/docs/assets/swagger-ui.css"), ("GET", "/"),
     ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/items/1/reference"), ("POST", "/api/score"),
-    ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/sellers/some-seller"), ("GET", "/sellers/some-seller/evidence"),
+    ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/seller?id=some-seller"), ("GET", "/seller/evidence?id=some-seller&run=1"),
+    ("GET", "/gallery"), ("POST", "/gallery/changes/1/approve"), ("POST", "/gallery/rollback"),
 ]
 
 
@@ -38,13 +39,13 @@ def route_paths(routes) -> list[str]:
 def test_every_route_is_covered_by_the_anonymous_check(app):
     """No route may be added without being listed above (or being the health check / login)."""
     public = {"/api/health", "/login"}
-    listed = {path for _, path in PROTECTED}
+    listed = {path.split("?")[0] for _, path in PROTECTED}
     paths = route_paths(app.routes)
     assert len(paths) >= 20 and "/api/items/{item_id}/decision" in paths
     for path in paths:
         if path in public:
             continue
-        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css").replace("{seller_id}", "some-seller")
+        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css").replace("{seller_id}", "some-seller").replace("{change_id}", "1").replace("{verdict}", "approve")
         assert concrete in listed, f"route {path} is not in the anonymous-access test"
 
 
@@ -251,3 +252,33 @@ def test_the_no_script_decision_form_claims_the_next_item_itself(app, database, 
     following = int(moved.headers["location"].split("/items/")[1].split("?")[0])
     assert moved.status_code == 303 and following != first
     assert _leases(database) == [(following, users["ana"])]
+
+
+def test_a_store_locked_by_another_process_answers_503_with_retry_after_and_saves_nothing(settings, database, users, run):
+    """Another process holds SQLite's write lock past the busy timeout: the decision is not
+    saved, and the answer says so (503, Retry-After), on the API and on the page."""
+    import sqlite3
+    import time
+    from dataclasses import replace
+
+    from knockoff_serve.app import create_app
+
+    from tests.serve.conftest import login
+
+    app = create_app(replace(settings, store_busy_timeout_s=0.3))
+    ana, csrf = login(app, "ana")
+    item = database.execute("SELECT id FROM items WHERE error IS NULL ORDER BY id LIMIT 1").fetchone()[0]
+    holder = sqlite3.connect(settings.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write, never finished
+    try:
+        started = time.monotonic()
+        api = ana.post(f"/api/items/{item}/decision", json={"decision": "genuine"}, headers={"X-CSRF-Token": csrf})
+        page = ana.post(f"/items/{item}/decision", data={"decision": "genuine", "csrf_token": csrf}, follow_redirects=False)
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert api.status_code == 503 and api.headers["Retry-After"] == "5" and "not saved" in api.json()["detail"]
+    assert page.status_code == 503 and 'id="store-busy"' in page.text.replace("'", '"')
+    assert waited < 5  # bounded by the busy timeout, not held open
+    assert database.execute("SELECT decision FROM items WHERE id = ?", (item,)).fetchone()[0] is None

@@ -129,19 +129,22 @@ def unsupported_server(unsupported_app):
         yield url
 
 
-def test_needs_references_queue_and_the_r_key_add_the_photo_and_rescore_it(browser, unsupported_server, database, tmp_path):
+def test_needs_references_queue_and_the_r_key_add_the_photo_and_rescore_it(browser, unsupported_server, database, settings):
+    """An admin's r applies at once (an analyst's is a proposal: tests/serve/test_references.py)."""
     from knockoff.gallery.store import Gallery
 
     page = browser.new_page()
-    log_in(page, unsupported_server)
+    log_in(page, unsupported_server, "root")
     page.click("#needs-references")
     page.wait_for_url("**screening=unsupported**")
     page.click("text=L00000")
     page.wait_for_selector("#status-reason")
     assert "held-back photos are >= 0.62" in page.locator("#status-reason").inner_text()
-    before = Gallery.load(tmp_path / "gallery").info.count
+    before = Gallery.load(settings.home / "gallery").info.count  # the service's working copy
     with page.expect_navigation():
         page.keyboard.press("r")
     assert "rescored" in page.locator("#message").inner_text()
-    assert Gallery.load(tmp_path / "gallery").info.count == before + 1
-    assert database.execute("SELECT status FROM items WHERE listing_id = 'L00000'").fetchone()["status"] == "scored"
+    after = Gallery.load(settings.home / "gallery").info
+    assert after.count == before + 1
+    # rescored against the new version, the photo itself left out of its own evidence
+    assert database.execute("SELECT index_version FROM items WHERE listing_id = 'L00000'").fetchone()[0] == after.version

@@ -57,7 +57,8 @@ def test_a_non_image_inside_a_root_is_never_sent_raw(client, database, tmp_path,
     item = first_item(database)
     database.execute("UPDATE items SET path = ? WHERE id = ?", (str(SAMPLE / "README.md"), item))
     response = client.get(f"/images/items/{item}")
-    assert response.status_code == 403 and b"Bundled sample" not in response.content
+    assert b"Bundled sample" not in response.content and response.content.startswith(b"\xff\xd8")  # a placeholder JPEG
+    assert response.headers["X-Knockoff-Not-Shown"]
 
 
 def test_url_traversal_does_not_reach_files(app):
@@ -91,3 +92,29 @@ def test_concurrent_requests_for_one_new_thumbnail_all_succeed(tmp_path):
         paths = list(pool.map(request, range(8)))
     assert len(set(paths)) == 1 and paths[0].stat().st_size > 0
     assert not list(cache.rglob("*.tmp"))
+
+
+def test_a_decompression_bomb_is_a_placeholder_that_says_why_never_decoded(settings, database, users, run, tmp_path):
+    """A 169-megapixel PNG of under 0.5 MB, as an item's photo: the thumbnail route answers at
+    once with a placeholder saying why (screening refuses the same file), and so does the
+    evidence pack's inline image."""
+    import time
+    from dataclasses import replace
+
+    from knockoff_serve.app import create_app
+
+    from knockoff.listings.evidence import _data_uri
+    from tests.helpers import zero_png
+
+    bomb = zero_png(tmp_path / "photos" / "bomb.png", 13000, 13000, bit_depth=8)
+    client = login(create_app(replace(settings, image_roots=(tmp_path / "photos",))), "root")[0]
+    item = first_item(database)
+    database.execute("UPDATE items SET path = ? WHERE id = ?", (str(bomb), item))
+    started = time.monotonic()
+    response = client.get(f"/images/items/{item}")
+    assert time.monotonic() - started < 5 and response.status_code == 200
+    assert "169 megapixels, over Knockoff's ceiling" in response.headers["X-Knockoff-Not-Shown"]
+    assert response.content.startswith(b"\xff\xd8")
+    assert client.get(f"/images/items/{item}").headers["X-Knockoff-Not-Shown"] == response.headers["X-Knockoff-Not-Shown"]  # cached
+    assert len(response.content) < 60_000  # a small grey card, not 169 megapixels re-encoded
+    assert _data_uri(bomb).startswith("data:image/jpeg;base64,")
