@@ -342,7 +342,9 @@ def _read_part(directory: Path, name: str, read: Callable[[Path], object]):
     try:
         return read(path)
     except (RuntimeError, OSError, ValueError) as error:  # faiss: RuntimeError; pyarrow: ArrowInvalid (a ValueError)
-        if not path.is_file():  # removed while being read: a newer version was saved meanwhile
+        # removed while being read: a newer version was saved meanwhile (and may since have
+        # been saved again under this very name, so the error says it, not the folder)
+        if not path.is_file() or isinstance(error, FileNotFoundError) or "No such file" in str(error):
             raise missing from None
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path} is damaged ({reason[:200]}): rebuild the gallery with `knockoff index`") from None
