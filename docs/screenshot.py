@@ -1,5 +1,5 @@
-"""Regenerate docs/item-page.png, docs/queue-page.png, docs/sellers-page.png and
-docs/evidence-pack.png: the review service on the bundled sample (its listings.csv names
+"""Regenerate docs/item-page.png, docs/queue-page.png, docs/sellers-page.png,
+docs/gallery-page.png and docs/evidence-pack.png: the review service on the bundled sample (its listings.csv names
 sellers), screened with the shipped model, in headless Chromium.
 
     python docs/screenshot.py   (from the repository root, after `make test`)
@@ -53,13 +53,21 @@ def main() -> None:
         page.goto(f"{url}/sellers")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/sellers-page.png", full_page=False)
+        page.goto(f"{url}/queue?screening=no_match")
+        page.click("text=L1017")
+        page.wait_for_selector("#status-reason")
+        with page.expect_navigation():
+            page.keyboard.press("r")  # an admin's "add as reference": applied at once, audited
+        page.goto(f"{url}/gallery")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/gallery-page.png", full_page=False)
         pack = write_evidence(results, "sole-outlet", work / "pack", settings.database, data_root(), pdf=False)
         page.goto(pack.html.as_uri())
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/evidence-pack.png", full_page=False)
         browser.close()
     shutil.rmtree(work)
-    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png and docs/evidence-pack.png")
+    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png and docs/evidence-pack.png")
 
 
 if __name__ == "__main__":
