@@ -65,7 +65,7 @@ def groups(
     features, mirrored, _ = pretrained_features(records, config.backbone, workers=config.workers)
     found = photograph_groups([r.path for r in records], features, [mirrored], config.options)
     write_groups(found, [portable_path(r.path, data_root()) for r in records], sha1, out)
-    labels = [f"{r.product} | {r.authenticity}" if r.product and r.authenticity else None for r in records]
+    labels = [r.known_class for r in records]
     summary = groups_report([r.source or "" for r in records], labels, found.group, found.pairs, found.copies)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(summary, indent=2) + "\n")

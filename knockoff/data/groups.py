@@ -57,22 +57,22 @@ def candidate_pairs(embeddings: np.ndarray, views: Sequence[np.ndarray] = (), op
     every photo as itself (exact search)."""
     import faiss
 
-    index_vectors = _unit(embeddings)
+    def unit(vectors: np.ndarray) -> np.ndarray:
+        rows = np.array(vectors, dtype=np.float32, order="C")  # a copy: normalize_L2 works in place
+        faiss.normalize_L2(rows)
+        return rows
+
+    index_vectors = unit(embeddings)
     index = faiss.IndexFlatIP(index_vectors.shape[1])
     index.add(index_vectors)
     pairs: set[tuple[int, int]] = set()
-    for queries in (index_vectors, *(_unit(view) for view in views)):
+    for queries in (index_vectors, *(unit(view) for view in views)):
         similarities, rows = index.search(queries, min(options.candidates + 1, len(queries)))
         mine = np.repeat(np.arange(len(queries))[:, None], rows.shape[1], axis=1)
         close = (rows >= 0) & (rows != mine) & (similarities >= options.min_similarity)
         first, second = np.minimum(mine, rows)[close], np.maximum(mine, rows)[close]
         pairs.update(zip(first.tolist(), second.tolist()))
     return sorted(pairs)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float32)
-    return np.ascontiguousarray(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12))
 
 
 def photograph_groups(paths: list[str], embeddings: np.ndarray, views: Sequence[np.ndarray] = (),

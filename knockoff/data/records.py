@@ -56,6 +56,12 @@ def is_authenticity_word(text: str) -> bool:
     return text.strip().lower() in _AUTHENTICITY_WORDS
 
 
+def class_name(product: str, authenticity: str) -> str:
+    """A photo's class, product x authenticity: what training learns, and what the copies of
+    one photograph must agree on."""
+    return f"{product} | {authenticity}"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One image to embed: a listing photo to screen, or a labelled reference.
@@ -87,7 +93,12 @@ class ImageRecord:
         """The metric-learning class: product x authenticity."""
         if self.product is None or self.authenticity is None:
             raise ValueError(f"{self.path}: a training record needs product and authenticity")
-        return f"{self.product} | {self.authenticity}"
+        return class_name(self.product, self.authenticity)
+
+    @property
+    def known_class(self) -> str | None:
+        """Its class, None for a photo without product or authenticity (unlabelled)."""
+        return class_name(self.product, self.authenticity) if self.product and self.authenticity else None
 
     def to_dict(self) -> dict[str, str | float | None]:
         return asdict(self)

@@ -16,15 +16,13 @@ both thumbnails are squashed) against the photo's own model input, so nothing is
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from knockoff.images.copies import MIN_CORRELATION, THUMBNAIL_INLIERS, THUMBNAIL_SIDE, Features, square_thumbnail, thumbnail_features, verify
+from knockoff.images.copies import MIN_CORRELATION, THUMBNAIL_INLIERS, THUMBNAIL_SIDE, FeatureCache, Features, square_thumbnail, thumbnail_features, verify
 from knockoff.images.decode import ImageLoadError, load_rgb
 
 REFERENCE_FEATURE_CACHE = 4096  # references whose ORB features are kept (about 40 KB each)
@@ -54,8 +52,7 @@ class ReferenceCopies:
         self.params = params
         # reference row -> the path whose thumbnail stands for it (None: not a catalogued reference)
         self._stand_in = [stand_in_of.get(path) for path in reference_paths]
-        self._features: OrderedDict[str, Features | None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._features = FeatureCache(REFERENCE_FEATURE_CACHE)
 
     def copied_rows(self, pixels: np.ndarray, similarities: np.ndarray, rows: np.ndarray, eligible: np.ndarray) -> np.ndarray:
         """Per photo (its model input pixels, its search results and which of them may be
@@ -78,17 +75,8 @@ class ReferenceCopies:
         path = self._stand_in[row]
         if path is None:
             return None
-        with self._lock:
-            if path in self._features:
-                self._features.move_to_end(path)
-                return self._features[path]
         thumbnail = self.thumbnails.get(path)
-        found = thumbnail_features(thumbnail) if thumbnail is not None else None
-        with self._lock:
-            self._features[path] = found
-            if len(self._features) > REFERENCE_FEATURE_CACHE:
-                self._features.popitem(last=False)
-        return found
+        return self._features.get(path, lambda: thumbnail_features(thumbnail) if thumbnail is not None else None)
 
 
 def thumbnail_table(paths: list[str], stand_ins: list[str], thumbnails: dict[str, bytes]) -> pa.Table:

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from knockoff.data import data_root, portable_path, read_sources
 from knockoff.data.groups import conflicting_groups, group_keys, new_photographs, read_groups
-from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
+from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord, class_name
 from knockoff.gallery.copies import CopyParams, reference_thumbnails
 from knockoff.gallery.matching import match
 from knockoff.gallery.store import Gallery, writing
@@ -258,7 +258,7 @@ def catalogue_thumbnails(gallery: Gallery, groups: dict[str, int] | None, worker
     portable = table.column("path").to_pylist()
     keys = None
     if groups is not None:
-        labels = [f"{p} | {a}" for p, a in zip(table.column("product").to_pylist(), table.column("authenticity").to_pylist())]
+        labels = [class_name(p, a) for p, a in zip(table.column("product").to_pylist(), table.column("authenticity").to_pylist())]
         keys = [f"{key} {label}" for key, label in zip(group_keys(portable, groups), labels)]
     return reference_thumbnails([str(Path(data_root(), path)) for path in portable], portable, keys, workers)
 
@@ -270,7 +270,7 @@ def _new_photographs(gallery: Gallery, reference_vectors: np.ndarray, embeddings
     held-back copy and a reference of its group, less the margin."""
     reference_keys = group_keys(gallery.references.column("path").to_pylist(), groups)
     keys = group_keys([portable_path(r.path, data_root()) for r in photos], groups)
-    labels = [f"{r.product} | {r.authenticity}" if r.product and r.authenticity else None for r in photos]
+    labels = [r.known_class for r in photos]
     conflicts = conflicting_groups([*keys, *reference_keys], [*labels, *_labels(gallery)])
     copies = ~new_photographs(keys, reference_keys)
     new = ~copies & np.array([key not in conflicts for key in keys], bool)
@@ -286,7 +286,7 @@ def _new_photographs(gallery: Gallery, reference_vectors: np.ndarray, embeddings
 def _labels(gallery: Gallery) -> list[str | None]:
     products = gallery.references.column("product").to_pylist()
     sides = gallery.references.column("authenticity").to_pylist()
-    return [f"{p} | {a}" if c else None for p, a, c in zip(products, sides, gallery.is_catalogue)]
+    return [class_name(p, a) if c else None for p, a, c in zip(products, sides, gallery.is_catalogue)]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,28 @@ class Verdict:
     overlap: float  # share of the first photo the second covers
 
 
+class FeatureCache:
+    """The features of the most recent `size` photos, shared by threads. A photo's features
+    are computed outside the lock: two threads may both compute one, never block each other."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._features: OrderedDict[str, Features | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, compute: Callable[[], Features | None]) -> Features | None:
+        with self._lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
+        found = compute()
+        with self._lock:
+            self._features[key] = found
+            if len(self._features) > self.size:
+                self._features.popitem(last=False)
+        return found
+
+
 class CopyChecker:
     """Copy verdicts for photos named by path or URL, shared by threads: each photo's features
     are computed once (the most recent FEATURE_CACHE kept), each ordered pair verified once
@@ -66,7 +89,7 @@ class CopyChecker:
 
     def __init__(self, min_correlation: float = MIN_CORRELATION) -> None:
         self.min_correlation = min_correlation
-        self._features: OrderedDict[str, Features | None] = OrderedDict()
+        self._features = FeatureCache(FEATURE_CACHE)
         self._verdicts: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
 
@@ -86,16 +109,7 @@ class CopyChecker:
         return known
 
     def features_of(self, path: str) -> Features | None:
-        with self._lock:
-            if path in self._features:
-                self._features.move_to_end(path)
-                return self._features[path]
-        found = read_features(path)  # outside the lock: two threads may both compute, never block
-        with self._lock:
-            self._features[path] = found
-            if len(self._features) > FEATURE_CACHE:
-                self._features.popitem(last=False)
-        return found
+        return self._features.get(path, lambda: read_features(path))
 
 
 def read_features(path: str) -> Features | None:
