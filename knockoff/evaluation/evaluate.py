@@ -161,28 +161,36 @@ def nearest_is_product(gallery: Gallery, queries: _Embedded) -> np.ndarray:
 
 
 def cross_fitted_flagging(raw: np.ndarray, is_fake: np.ndarray, target_precision: float, seed: int = 0,
-                          keys: np.ndarray | None = None) -> dict:
+                          keys: np.ndarray | None = None, folds: int = 5) -> dict:
     """Precision/recall of the `flagged` decision on photos its threshold was not fit on.
 
-    Calibration is fit on one half of the split and applied to the other, both ways round;
-    with `keys` (photograph groups) each group stays whole on one side.
+    The photos are dealt into `folds` parts; calibration is fit on all parts but one and
+    applied to that one, in turn. With `keys` (photograph groups) each group stays whole in
+    one part. Fit on four fifths, each threshold is nearly the shipped one (fit on all): fit on
+    half, a hundred new photographs hold too few fakes to certify 0.95 with one false flag
+    more than they show, and the figure measured the small fit rather than the model.
     """
     keys = np.arange(len(raw)).astype(str) if keys is None else np.asarray(keys)
     groups = np.unique(keys)
-    first = set(groups[np.random.default_rng(seed).permutation(len(groups))[: len(groups) // 2]].tolist())
-    inside = np.array([key in first for key in keys], dtype=bool)
-    halves = (np.flatnonzero(inside), np.flatnonzero(~inside))
-    if min(len(h) for h in halves) == 0 or not (0 < is_fake.sum() < len(is_fake)):
+    fold_of_group = dict(zip(groups[np.random.default_rng(seed).permutation(len(groups))].tolist(),
+                             np.arange(len(groups)) % folds))
+    fold = np.array([fold_of_group[key] for key in keys.tolist()])
+    if len(groups) < folds or not (0 < is_fake.sum() < len(is_fake)):
         return {"precision": None, "recall": None, "flagged": 0}
     flagged = np.zeros(len(raw), dtype=bool)
-    for fit_half, apply_half in (halves, halves[::-1]):
-        calibration = fit_calibration(raw[fit_half], is_fake[fit_half], target_precision)
-        flagged[apply_half] = calibration.probability(raw[apply_half]) >= calibration.threshold
+    for held_out in range(folds):
+        fit, apply = fold != held_out, fold == held_out
+        if is_fake[fit].min() == is_fake[fit].max():
+            continue  # one class only: nothing to fit, nothing flagged
+        calibration = fit_calibration(raw[fit], is_fake[fit], target_precision)
+        flagged[apply] = calibration.probability(raw[apply]) >= calibration.threshold
     hits = int((flagged & is_fake).sum())
     return {
         "precision": hits / max(int(flagged.sum()), 1),
         "recall": hits / max(int(is_fake.sum()), 1),
         "flagged": int(flagged.sum()),
+        "genuine_flagged": int((flagged & ~is_fake).sum()),
+        "folds": folds,
     }
 
 
@@ -231,7 +239,7 @@ def compare(current: dict, previous: dict, config: EvaluateConfig) -> dict:
 
 def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: EvaluateConfig, cache: EmbeddingCache) -> dict:
     """The mixed-crawl report against the gallery as built (its background references, and its
-    per-product calibration re-fit by halves: knockoff/evaluation/open_world_report.py)."""
+    per-product calibration re-fit on four fifths, judging the fifth: knockoff/evaluation/open_world_report.py)."""
     from knockoff.evaluation.open_world_report import CrawlPart, open_world_report
     from knockoff.gallery.indexing import IndexConfig, split_unmonitored
 

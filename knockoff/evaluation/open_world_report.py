@@ -3,8 +3,9 @@
 The crawl mixes monitored products with genuine references and known fakes (sneakers
 `valid`), a monitored brand with genuine references only (grocery-packages `val`) and
 products nobody monitors (grocery-produce `val`). The first two are also the photos the
-gallery's per-product calibration is fit on, so the report cross-fits: the open-world
-calibration is fit on one half of them and judges the other half, both ways round. The
+gallery's per-product calibration is fit on, so the report cross-fits: the photos are dealt
+into five parts, and the open-world calibration fit on four of them judges the fifth, in
+turn (fit on half, a product's new photographs hold too few fakes to certify its target). The
 unmonitored photos take no part in any fit (the no-match threshold comes from
 grocery-produce `train`). Photos are screened without a claimed product, as in a crawl.
 
@@ -32,6 +33,8 @@ from knockoff.gallery.matching import MatchBatch, match
 from knockoff.gallery.store import Gallery
 from knockoff.scoring.open_world import SCORED, decide
 
+FOLDS = 5  # the open-world calibration is fit on four fifths of the held-back photos, judging the fifth
+
 
 @dataclass
 class CrawlPart:
@@ -46,25 +49,26 @@ def open_world_report(gallery: Gallery, parts: list[CrawlPart], unmonitored_held
                       group_of: dict[str, str] | None = None) -> dict:
     """The report on new photographs, and again on the copies (`copies`, paths of crawl photos
     that copy a reference), apart: a photo that finds its own copy in the gallery says little
-    about an unseen one. Calibration is fit on one half's new photographs and judges the other
-    half; halves keep a photograph group (`group_of`: path -> group) on one side."""
+    about an unseen one. Calibration is fit on four fifths' new photographs and judges the
+    fifth; a photograph group (`group_of`: path -> group) stays whole in one fifth."""
     references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
     verdicts: list[dict] = []
     fitted = [p for p in parts if p.held_back]
     records = [r for p in fitted for r in p.records]
     vectors = np.concatenate([p.vectors for p in fitted])
-    halves = _halves([(group_of or {}).get(r.path, r.path) for r in records], seed)
-    for fit_half, judge_half in (halves, halves[::-1]):
-        fit_new = np.array([i for i in fit_half if records[i].path not in copies], dtype=np.int64)
+    folds = _folds([(group_of or {}).get(r.path, r.path) for r in records], seed, FOLDS)
+    for k, judge_fold in enumerate(folds):
+        fit_new = np.array([i for j, fold in enumerate(folds) if j != k for i in fold if records[i].path not in copies],
+                           dtype=np.int64)
         world = fit_world(gallery, references, vectors[fit_new], [records[i] for i in fit_new],
                           unmonitored_held_back, config)
         for part in parts:
             rows = np.arange(len(part.records))
             if part.held_back:
                 offset = sum(len(p.records) for p in fitted[:fitted.index(part)])
-                rows = np.intersect1d(judge_half - offset, rows)
-            else:  # never fit on: each half's calibration judges half of them
-                rows = rows[(rows % 2) == (0 if fit_half is halves[0] else 1)]
+                rows = np.intersect1d(judge_fold - offset, rows)
+            else:  # never fit on: each fold's calibration judges a fifth of them
+                rows = rows[(rows % len(folds)) == k]
             matches = match(gallery, part.vectors[rows], with_evidence=False)
             decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
                              matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
@@ -149,13 +153,13 @@ def _subset(gallery: Gallery, references: np.ndarray, keep: np.ndarray) -> Galle
     return Gallery(index, table, replace(gallery.info, count=int(keep.sum()), open_world=None, calibration=None))
 
 
-def _halves(keys: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two halves of the photos, each photograph group whole on one side."""
+def _folds(keys: list[str], seed: int, count: int) -> list[np.ndarray]:
+    """The photos dealt into `count` parts, each photograph group whole in one part."""
     groups = sorted(set(keys))
     order = np.random.default_rng(seed).permutation(len(groups))
-    first = {groups[i] for i in order[: len(groups) // 2]}
-    inside = np.array([key in first for key in keys], dtype=bool)
-    return np.flatnonzero(inside), np.flatnonzero(~inside)
+    fold_of = {groups[i]: rank % count for rank, i in enumerate(order)}
+    part = np.array([fold_of[key] for key in keys])
+    return [np.flatnonzero(part == k) for k in range(count)]
 
 
 def _rows(part: CrawlPart, rows: np.ndarray, matches: MatchBatch, decided) -> list[dict]:

@@ -297,6 +297,11 @@ def _support(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound
 
 
 def _calibration(held_back: HeldBack, pools, params: OpenWorldParams, target_precision: float, name: str):
+    """Platt calibration at the narrowest pool with enough of both classes whose threshold
+    certifies the target precision. A pool that certifies none (with one false flag more than
+    it shows, reaching 0.95 takes 19 fakes above every genuine photo: Air Force 1's 18 held-back
+    fakes never can) yields to the wider one, since a product calibrated to flag nothing would
+    flag nothing on its own score. The widest pool is kept, certified or not."""
     for level, members in pools:
         fakes, genuine = (held_back.is_fake & members).sum(), (~held_back.is_fake & members).sum()
         if min(fakes, genuine) >= params.min_per_class or level == "global":
@@ -305,7 +310,8 @@ def _calibration(held_back: HeldBack, pools, params: OpenWorldParams, target_pre
             source = f"{name} ({level}: {int(members.sum())} held-back photos)"
             calibration = fit_calibration(held_back.raw[members], held_back.is_fake[members], target_precision, source,
                                           closeness=held_back.product_similarity[members])
-            return calibration, level
+            if calibration.recall > 0 or level == "global":
+                return calibration, level
     raise AssertionError("unreachable")
 
 

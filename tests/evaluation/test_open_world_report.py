@@ -97,9 +97,12 @@ def test_the_report_is_on_new_photographs_and_again_apart_on_copies_of_a_referen
     assert "copies" not in open_world_report(gallery, [shoes], _cluster(rng, FRUIT, 40, spread=0.3), config)
 
 
-def test_halves_keep_a_photograph_group_on_one_side():
-    from knockoff.evaluation.open_world_report import _halves
+def test_folds_keep_a_photograph_group_in_one_part():
+    from knockoff.evaluation.open_world_report import _folds
 
     keys = [f"g{i // 3}" for i in range(30)]  # ten photographs, three copies each
-    first, second = _halves(keys, seed=0)
-    assert len(first) + len(second) == 30 and {keys[i] for i in first}.isdisjoint({keys[i] for i in second})
+    folds = _folds(keys, seed=0, count=5)
+    assert sorted(i for fold in folds for i in fold) == list(range(30))
+    owners = [{keys[i] for i in fold} for fold in folds]
+    assert all(a.isdisjoint(b) for j, a in enumerate(owners) for b in owners[j + 1:])
+    assert [len(fold) for fold in folds] == [6] * 5  # two photographs each

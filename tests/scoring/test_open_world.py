@@ -6,6 +6,7 @@ from knockoff.gallery.matching import match
 from knockoff.gallery.store import Gallery
 from knockoff.runtime.embedding import ModelInfo
 from knockoff.scoring import ScorerParams
+from knockoff.scoring.calibration import fit_calibration
 from knockoff.scoring.open_world import (
     NO_MATCH,
     SCORED,
@@ -71,6 +72,30 @@ def test_calibration_falls_back_from_product_to_group_to_global_and_says_which()
     assert world.products["juice"].cold_start.level == "product" and world.products["juice"].calibration is None
     assert world.products["jam"].cold_start.level == "group"  # no held-back photos of its own
     assert OpenWorld.from_dict(world.to_dict()) == world
+
+
+def test_a_product_whose_photos_cannot_certify_the_target_borrows_its_groups_calibration():
+    """18 fakes can never show 0.95 precision with one false flag more than they show (18/19):
+    the product alone would flag nothing on its score; pooled with its group it flags."""
+    rng = np.random.default_rng(3)
+    parts = [_held_back(rng, "shoe", 200, 0.5, 0.85), ("boot", np.arange(40) < 18, None, None)]
+    boot_fake = parts[1][1]
+    boot_raw = np.where(boot_fake, rng.normal(0.1, 0.05, 40), rng.normal(-0.1, 0.05, 40))
+    is_fake = np.concatenate([parts[0][1], boot_fake])
+    raw = np.concatenate([parts[0][2], boot_raw])
+    similarity = np.concatenate([parts[0][3], rng.normal(0.85, 0.03, 40)])
+    held = HeldBack(product=["shoe"] * 200 + ["boot"] * 40, group=["nike"] * 240, is_fake=is_fake,
+                    product_similarity=similarity, raw=raw, nearest_genuine=similarity, nearest_catalogue=similarity,
+                    nearest_background=np.full(240, -1.0))
+    products = {"shoe": {"group": "nike", "fakes": True}, "boot": {"group": "nike", "fakes": True}}
+    params = OpenWorldParams(min_photos=30, min_per_class=15)
+    alone = fit_calibration(boot_raw, boot_fake, 0.95, closeness=similarity[200:])
+    assert alone.recall == 0  # the product's own photos certify no threshold
+    world = fit_open_world(held, np.array([0.4, 0.5, 0.55]), products, params, 0.95)
+    boot = world.products["boot"]
+    assert boot.calibration_level == "group" and boot.calibration.recall > 0.5
+    assert boot.calibration.precision >= 0.95
+    assert world.products["shoe"].calibration_level == "product"  # 100 fakes: certifies on its own
 
 
 @pytest.fixture
