@@ -1,5 +1,6 @@
 """Regenerate docs/item-page.png, docs/queue-page.png, docs/sellers-page.png,
-docs/gallery-page.png and docs/evidence-pack.png: the review service on the bundled sample (its listings.csv names
+docs/gallery-page.png, docs/evidence-pack.png, and local evidence (docs/local-evidence-overlay.png,
+docs/local-evidence-zoom.png, docs/evidence-pack-regions.png): the review service on the bundled sample (its listings.csv names
 sellers), screened with the shipped model, in headless Chromium.
 
     python docs/screenshot.py   (from the repository root, after `make test`)
@@ -50,6 +51,13 @@ def main() -> None:
         page.click("#start")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/item-page.png", full_page=False)
+        panel = page.locator("#local-evidence")
+        panel.scroll_into_view_if_needed()
+        page.wait_for_load_state("networkidle")
+        panel.screenshot(path="docs/local-evidence-overlay.png")  # the regions drawn on the photo
+        page.keyboard.press("1")  # both photos to region 1, zoomed together
+        page.wait_for_load_state("networkidle")
+        panel.screenshot(path="docs/local-evidence-zoom.png")
         page.goto(f"{url}/sellers")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/sellers-page.png", full_page=False)
@@ -65,9 +73,13 @@ def main() -> None:
         page.goto(pack.html.as_uri())
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/evidence-pack.png", full_page=False)
+        section = page.locator("section.listing", has=page.locator("figure.region")).first
+        section.scroll_into_view_if_needed()
+        section.screenshot(path="docs/evidence-pack-regions.png")
         browser.close()
     shutil.rmtree(work)
-    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png and docs/evidence-pack.png")
+    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png, docs/evidence-pack.png, "
+          "docs/local-evidence-overlay.png, docs/local-evidence-zoom.png and docs/evidence-pack-regions.png")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from knockoff.gallery.matching import match
 from knockoff.gallery.store import INFO_FILE, Gallery, ModelMismatchError
 from knockoff.images.decode import decode_rgb
 from knockoff.runtime.embedding import OnnxEmbedder
+from knockoff.screening.local import LocalEvidence
 
 
 class ScorerUnavailable(Exception):
@@ -31,6 +32,7 @@ class Snapshot:
     embedder: OnnxEmbedder
     gallery: Gallery
     fingerprint: tuple
+    local: LocalEvidence | None = None  # regions, where the model has its patch model and the gallery its banks
 
     @property
     def versions(self) -> dict[str, str]:
@@ -44,6 +46,7 @@ class Snapshot:
         result = match(self.gallery, self.embedder.embed(pixels[None]), claimed=[claimed], pixels=pixels[None],
                        paths=[own_path] if own_path else None)
         scored = result.status is not None and result.status[0] in ("scored", "copy")
+        regions = self.local.regions(pixels[None], result.status, result.product)[0] if self.local and result.status else None
         return {
             "status": result.status[0] if result.status is not None else None,
             "status_reason": result.reason[0] if result.reason is not None else None,
@@ -58,6 +61,7 @@ class Snapshot:
             "nearest_genuine": result.nearest_genuine[0].as_py(),
             "nearest_fake": result.nearest_fake[0].as_py(),
             "reference_copy": result.copy_of[0] if result.copy_of is not None else None,
+            "regions": regions,
             **self.versions,
         }
 
@@ -112,10 +116,11 @@ class LiveScorer:
                 return
             embedder = OnnxEmbedder(self.model_path, threads=self.threads)
             gallery = Gallery.load(self.gallery_path, model=embedder.info)
+            local = LocalEvidence.of(self.model_path, embedder.info, gallery, threads=self.threads)
         except (OSError, ValueError, ModelMismatchError, RuntimeError) as error:
             # A half-written gallery, or a new model whose gallery is not built yet: keep the
             # pair in use and try again at the next check.
             self.last_error = f"{type(error).__name__}: {error}"
             return
-        self._snapshot = Snapshot(embedder, gallery, fingerprint)
+        self._snapshot = Snapshot(embedder, gallery, fingerprint, local)
         self.last_error = None

@@ -29,7 +29,7 @@ from knockoff_serve.images import ImageNotAllowed, not_shown_reason, resolve_ins
 from knockoff_serve.web import ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of, visible_item
 
 router = APIRouter(include_in_schema=False)
-EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors")
+EVIDENCE_GROUPS = ("nearest_genuine", "nearest_fake", "neighbors", "regions")
 
 
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -367,7 +367,8 @@ def evidence_image(request: Request, item_id: ItemId, group: str, rank: int, ful
     references = _evidence(visible_item(db, item_id, session.viewer))[group]
     if not 0 <= rank < len(references):
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    return _image(request, references[rank]["path"], settings_of(request).data_root, full)
+    reference = references[rank]
+    return _image(request, reference.get("path") or reference["reference_path"], settings_of(request).data_root, full)
 
 
 def _image(request: Request, path: str, base: Path, full: bool) -> Response:

@@ -160,7 +160,7 @@ def rescore(db: sqlite3.Connection, item: sqlite3.Row, photo: Path, scorer: Live
         "status": rescored["status"], "status_reason": rescored["status_reason"], "score": rescored["score"],
         "flagged": rescored["flagged"], "threshold": rescored["threshold"],
         "product_similarity": rescored["product_similarity"], "index_version": rescored["index_version"],
-        "evidence": json.dumps({k: rescored[k] for k in ("neighbors", "nearest_genuine", "nearest_fake")}),
+        "evidence": json.dumps({k: rescored.get(k) or [] for k in ("neighbors", "nearest_genuine", "nearest_fake", "regions")}),
     }
     values["rank"] = queue_rank({**values, "error": None})
     with write(db):

@@ -12,7 +12,7 @@ from knockoff_serve.store import write
 
 from knockoff.screening.report import read_results
 
-_EVIDENCE = ("neighbors", "nearest_genuine", "nearest_fake")
+_EVIDENCE = ("neighbors", "nearest_genuine", "nearest_fake", "regions")
 _ITEM_COLUMNS = (
     "run_id", "position", "listing_id", "path", "source", "score", "flagged", "threshold", "product",
     "product_similarity", "claimed_product", "product_mismatch", "brand", "label", "error",

@@ -30,15 +30,18 @@ def data_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
-    """A random-weight tiny embedder exported to ONNX (160 px, 16-d)."""
+    """A random-weight tiny embedder exported to ONNX (160 px, 16-d), with its patch model beside it."""
     pytest.importorskip("torch")
     from knockoff.model.checkpoint import model_version
     from knockoff.model.embedder import EmbedderConfig, create_embedder
-    from knockoff.model.export import export_onnx, model_info
+    from knockoff.model.export import export_onnx, export_patches, model_info
+    from knockoff.runtime.patches import patches_path
 
     model = create_embedder(EmbedderConfig("test_efficientnet", embedding_dim=16), pretrained="none").eval()
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    export_onnx(model, model_info(model, model_version(model), "finetuned"), path)
+    info = model_info(model, model_version(model), "finetuned")
+    export_onnx(model, info, path)
+    export_patches(model, info, patches_path(path))  # local evidence: tiny.patches.onnx beside it
     return path
 
 

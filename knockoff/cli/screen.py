@@ -31,6 +31,7 @@ def screen(
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Exit 0 when the inputs hold no image at all (by default that is an error: a wrong folder or pattern).")] = False,
     duplicates: Annotated[bool, typer.Option("--duplicates", help="Find reused photos across the run (duplicate_group) when it finishes; costs several times the screening on photos dense in look-alikes.")] = False,
     download_deadline: Annotated[Optional[float], typer.Option(help="The longest a photo URL may take to download, in seconds (default 60, or KNOCKOFF_DOWNLOAD_DEADLINE_S); a slower one is an error row.")] = None,
+    regions: Annotated[bool, typer.Option("--regions/--no-regions", help="Local evidence for judged photos (regions): where each is least like its product's genuine references, with the reference region it matched. Needs the patch model beside the model and a gallery with patch banks.")] = True,
     copy_check: Annotated[bool, typer.Option("--copy-check/--no-copy-check", help="Check each photo for a copy of a gallery reference (reference_copy): a copy of a known fake is flagged naming it, a copy of a genuine reference is `copy`, never flagged or cleared.")] = True,
 ) -> None:
     """Score listing photos for counterfeits (torch-free).
@@ -53,7 +54,8 @@ def screen(
             fail(ValueError("--download-deadline must be positive"))
         decode.DOWNLOAD_DEADLINE_S = download_deadline
     options = ScreenOptions(batch_size, workers, threads, device, model_batch=model_batch, rows_per_part=part_rows, resume=resume,
-                            duplicates=DuplicateOptions() if duplicates else None, copy_check=copy_check)
+                            duplicates=DuplicateOptions() if duplicates else None, copy_check=copy_check,
+                            regions=regions)
     try:
         if engine == "local":
             summary = run_screen(inputs, out, model, index, options)
@@ -79,14 +81,23 @@ def screen(
 def show(
     results: Annotated[Path, typer.Argument(help="Results file written by `knockoff screen`.")],
     top: Annotated[int, typer.Option(help="How many of the highest-scoring listings to list.")] = 10,
+    explain: Annotated[Optional[str], typer.Option("--explain", help="Print one photo's local evidence instead: its regions least like the genuine product, each beside the reference region it matched (a listing id, a path or a row number).")] = None,
 ) -> None:
     """Print a screening run's counts and its most suspicious listings.
 
     For each listing: the score, the flag, the matched and claimed product (marked when they
     differ), and the similarity of its nearest genuine reference and nearest known fake.
     """
+    from knockoff.screening.report import explain as explain_photo
     from knockoff.screening.report import read_results, summarize
 
     if not results.is_file():
         fail(FileNotFoundError(f"{results} not found"))
-    typer.echo(summarize(read_results(results), top))
+    rows = read_results(results)
+    if explain is None:
+        typer.echo(summarize(rows, top))
+        return
+    try:
+        typer.echo(explain_photo(rows, explain))
+    except KeyError as error:
+        fail(ValueError(error.args[0]))

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from knockoff.data.records import FAKE, GENUINE, ImageRecord, is_authenticity_word, parse_authenticity
@@ -109,3 +110,35 @@ def _label_photo(
 
 def _first(boxes: list[tuple[str, str | None, str | None]], product: str) -> int:
     return next(i for i, (name, _, _) in enumerate(boxes) if name == product)
+
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the image
+
+
+def product_boxes(image_path: str | Path) -> list[Box] | None:
+    """The labelled product boxes of a Roboflow export's image (its `labels/NAME.txt` beside
+    `images/`), or None where the image has no label file. Roboflow exports its images at the
+    size the boxes are fractions of, upright."""
+    image_path = Path(image_path)
+    if image_path.parent.name != "images":
+        return None
+    label_path = image_path.parent.parent / "labels" / f"{image_path.stem}.txt"
+    if not label_path.is_file():
+        return None
+    boxes = []
+    for line in label_path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 5:
+            x, y, w, h = (float(value) for value in fields[1:])
+            boxes.append((x - w / 2, y - h / 2, x + w / 2, y + h / 2))
+    return boxes
+
+
+def cells_inside(boxes: list[Box], grid: int) -> np.ndarray:
+    """(grid * grid,) bool: which cells of a grid over the image have their centre in a box."""
+    centres = (np.arange(grid) + 0.5) / grid
+    x, y = np.meshgrid(centres, centres)
+    inside = np.zeros((grid, grid), bool)
+    for x0, y0, x1, y1 in boxes:
+        inside |= (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    return inside.ravel()

@@ -21,3 +21,14 @@ REFERENCE = pa.struct([
 ])
 
 EVIDENCE_FIELDS = tuple(field.name for field in REFERENCE)
+
+# local evidence (gallery/regions.py): a region of the photo, fractions of the upright photo,
+# and the reference region it matched best; `side` says whether that is a genuine reference
+# or a known fake (a region nearer a fake's than any genuine reference's)
+REGION = pa.struct([
+    ("x0", pa.float32()), ("y0", pa.float32()), ("x1", pa.float32()), ("y1", pa.float32()),
+    ("distance", pa.float32()),
+    ("reference_path", pa.string()),
+    ("ref_x0", pa.float32()), ("ref_y0", pa.float32()), ("ref_x1", pa.float32()), ("ref_y1", pa.float32()),
+    ("side", pa.string()),
+])

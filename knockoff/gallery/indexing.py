@@ -33,10 +33,14 @@ import pyarrow as pa
 from knockoff.data import data_root, portable_path, read_sources
 from knockoff.data.groups import conflicting_groups, group_keys, new_photographs, read_groups
 from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord, class_name
+from knockoff.data.roboflow import cells_inside, product_boxes
 from knockoff.gallery.copies import CopyParams, reference_thumbnails
 from knockoff.gallery.matching import match
-from knockoff.gallery.store import Gallery, writing
+from knockoff.gallery.patches import OBJECTNESS_CELLS, PatchBanks, fit_objectness, stack
+from knockoff.gallery.store import Gallery, ModelMismatchError, writing
+from knockoff.runtime.batches import decode_batches
 from knockoff.runtime.embedding import OnnxEmbedder, embed_records
+from knockoff.runtime.patches import PatchModel, patches_path
 from knockoff.scoring import Calibration, HeldBack, OpenWorld, OpenWorldParams, ScorerParams, decide, fit_calibration, fit_open_world
 from knockoff.scoring.held_back import HeldBackScores, fit_held_back_scores
 
@@ -244,6 +248,8 @@ def index(config: IndexConfig, model_path: Path, out_dir: Path) -> Gallery:
             gallery.info.calibration_rows = [first, gallery.references.num_rows]
     gallery.set_thumbnails(catalogue_thumbnails(gallery, groups, config.workers),
                            replace(config.copy_check, similarity=copy_similarity))
+    if patches_path(model_path).is_file():  # local evidence: `knockoff export` writes the patch model beside the model
+        gallery.set_patches(reference_patches(gallery, PatchModel(patches_path(model_path)), config.workers))
     with writing(out_dir):
         gallery.save(out_dir)
     return gallery
@@ -261,6 +267,44 @@ def catalogue_thumbnails(gallery: Gallery, groups: dict[str, int] | None, worker
         labels = [class_name(p, a) for p, a in zip(table.column("product").to_pylist(), table.column("authenticity").to_pylist())]
         keys = [f"{key} {label}" for key, label in zip(group_keys(portable, groups), labels)]
     return reference_thumbnails([str(Path(data_root(), path)) for path in portable], portable, keys, workers)
+
+
+def reference_patches(gallery: Gallery, patch_model: PatchModel, workers: int, first_row: int = 0) -> PatchBanks:
+    """The gallery's patch banks with the catalogued references from `first_row` on (all of
+    them into new banks when the gallery has none yet). New banks also get each product's
+    objectness head, fit where its references carry labelled product boxes; added references
+    extend the banks and leave the heads as they are."""
+    if gallery.patches is not None and gallery.patches.model_version != patch_model.info.version:
+        raise ModelMismatchError(f"the gallery's patch banks come from {gallery.patches.model_version}, "
+                                 f"not {patch_model.info.version}: rebuild the gallery with `knockoff index`")
+    if patch_model.info.space != gallery.info.model_version:
+        raise ModelMismatchError(f"patch model {patch_model.info.version} does not belong to the gallery's model "
+                                 f"{gallery.info.model_version}")
+    rows = np.flatnonzero(gallery.is_catalogue[first_row:]) + first_row
+    table = gallery.references.take(pa.array(rows, pa.int64()))
+    keys = list(zip(table.column("product").to_pylist(), table.column("authenticity").to_pylist()))
+    records = [ImageRecord(str(Path(data_root(), path))) for path in table.column("path").to_pylist()]
+    fresh = gallery.patches is None
+    banks = gallery.patches or stack({}, patch_model.grid, patch_model.info.version, patch_model.info.embedding_dim)
+    boxed: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # product -> [(cells, inside the box)]
+    rng = np.random.default_rng(0)
+    done = 0
+    for batch in decode_batches(records, patch_model.info.input_size, 32, workers):
+        ok = np.flatnonzero(batch.ok) + done
+        features = patch_model.features(batch.images)
+        banks = banks.extended(features, rows[ok], [keys[i] for i in ok])
+        for feature, i in zip(features, ok):
+            boxes = product_boxes(records[i].path) if fresh else None
+            if boxes:
+                drawn = rng.choice(patch_model.grid ** 2, OBJECTNESS_CELLS, replace=False)
+                inside = cells_inside(boxes, patch_model.grid)[drawn]
+                boxed.setdefault(keys[i][0], []).append((feature.reshape(-1, feature.shape[-1])[drawn], inside))
+        done += len(batch.records)
+    for product, samples in boxed.items():
+        weights = fit_objectness(np.concatenate([c for c, _ in samples]), np.concatenate([b for _, b in samples]))
+        if weights is not None:
+            banks.objectness[product] = weights
+    return banks
 
 
 def _new_photographs(gallery: Gallery, reference_vectors: np.ndarray, embeddings: np.ndarray, photos: list[ImageRecord],
@@ -320,6 +364,11 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
         gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
         if gallery.thumbnails is not None:
             gallery.set_thumbnails(catalogue_thumbnails(gallery, None, workers, first_new))
+        if gallery.patches is not None:
+            if not patches_path(model_path).is_file():
+                raise FileNotFoundError(f"the gallery keeps patch banks for local evidence, but {patches_path(model_path)} "
+                                        "is missing: export the model again (`knockoff export`)")
+            gallery.set_patches(reference_patches(gallery, PatchModel(patches_path(model_path)), workers, first_new))
         gallery.save(gallery_dir)
     return Added(gallery, len(kept), len(labelled_records) - len(fresh), len(records) - len(labelled_records), failures)
 

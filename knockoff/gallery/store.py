@@ -5,6 +5,8 @@ Saved as a folder:
 - `references-<version>.parquet` row -> path, listing_id, product, authenticity, brand, source,
 - `thumbnails-<digest>.parquet`  the catalogued references' copy-check thumbnails (gallery/copies.py),
                                  named by their content, so an unchanged set is the same file,
+- `patches-<digest>.npz`         per product and side, the references' patch features that local
+                                 evidence matches regions against (gallery/patches.py),
 - `gallery.json`                 versions (its own, and the model's it belongs to), index type,
                                  scorer parameters, calibration, and the file names.
 Saving writes the new version's files first and switches `gallery.json` to them in one
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 from knockoff.data import portable_path
 from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord
 from knockoff.gallery.copies import CopyParams, ReferenceCopies, merge_thumbnails
+from knockoff.gallery.patches import PatchBanks
 from knockoff.runtime.embedding import ModelInfo
 from knockoff.scoring import Calibration, OpenWorld, ScorerParams
 
@@ -89,13 +92,15 @@ class GalleryInfo:
 
 
 class Gallery:
-    def __init__(self, index: faiss.Index, references: pa.Table, info: GalleryInfo, thumbnails: pa.Table | None = None) -> None:
+    def __init__(self, index: faiss.Index, references: pa.Table, info: GalleryInfo, thumbnails: pa.Table | None = None,
+                 patches: PatchBanks | None = None) -> None:
         if index.ntotal != references.num_rows:
             raise ValueError(f"index has {index.ntotal} rows but the reference table {references.num_rows}")
         self.index = index
         self.references = references
         self.info = info
         self.thumbnails = thumbnails  # copy-check thumbnails of the catalogued references (THUMBNAIL_SCHEMA)
+        self.patches = patches  # the references' patch banks, for local evidence (None: the gallery has none)
         self._derive_lookups()
 
     def _derive_lookups(self) -> None:
@@ -127,6 +132,13 @@ class Gallery:
         self.thumbnails = merge_thumbnails(self.thumbnails, thumbnails)
         self.info.copies = params or self.info.copies or CopyParams()
         self._copies = None
+        self.refresh_version()
+
+    def set_patches(self, patches: PatchBanks) -> None:
+        """The references' patch banks (built, or extended for `add`ed references); the version changes."""
+        if len(patches.rows) and int(patches.rows.max()) >= self.references.num_rows:
+            raise ValueError(f"patch banks name reference row {int(patches.rows.max())} of a gallery of {self.references.num_rows}")
+        self.patches = patches
         self.refresh_version()
 
     def rows_of_path(self, path: str) -> np.ndarray:
@@ -193,7 +205,7 @@ class Gallery:
 
     def refresh_version(self) -> None:
         """The version hashes what decides a score: model, index type, references, scorer, calibration."""
-        self.info.version = _content_version(self.info, self.references, self.thumbnails)
+        self.info.version = _content_version(self.info, self.references, self.thumbnails, self.patches)
 
     def add(self, embeddings: np.ndarray, records: list[ImageRecord], source: str, data_root: Path | None = None) -> None:
         """Append references (new genuine photos, newly confirmed fakes); the version changes."""
@@ -212,7 +224,7 @@ class Gallery:
 
     def without_calibration_photos(self) -> Gallery:
         """The gallery as calibrated: without the calibration photos added after (evaluation
-        judges those very photos). The same gallery when none were added."""
+        judges those very photos), patch banks too. The same gallery when none were added."""
         if not self.info.calibration_rows:
             return self
         first, end = self.info.calibration_rows
@@ -224,7 +236,8 @@ class Gallery:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         _apply_search_parameters(index, self.info.search_parameters)
         info = GalleryInfo.from_dict({**self.info.to_dict(), "count": len(keep), "calibration_rows": None})
-        return Gallery(index, self.references.take(pa.array(keep)), info, self.thumbnails)
+        patches = self.patches.without_rows(first, end) if self.patches is not None else None
+        return Gallery(index, self.references.take(pa.array(keep)), info, self.thumbnails, patches)
 
     def check_model(self, model: ModelInfo) -> None:
         """Refuse a model from another embedding space (an int8 export shares its fp32 model's)."""
@@ -272,11 +285,15 @@ class Gallery:
             self.info.files["thumbnails"] = f"thumbnails-{_table_digest(self.thumbnails)}.parquet"
             if not (directory / self.info.files["thumbnails"]).is_file():
                 _write_atomically(directory / self.info.files["thumbnails"], lambda tmp: pq.write_table(self.thumbnails, tmp))
+        if self.patches is not None:
+            self.info.files["patches"] = f"patches-{self.patches.digest()}.npz"
+            if not (directory / self.info.files["patches"]).is_file():
+                _write_atomically(directory / self.info.files["patches"], self.patches.save)
         info_text = json.dumps(self.info.to_dict(), indent=2) + "\n"
         _write_atomically(directory / INFO_FILE, lambda tmp: tmp.write_text(info_text))  # the switch
         for stale in directory.iterdir():  # earlier versions' files
             if (stale.is_file() and stale.name not in (INFO_FILE, *self.info.files.values())
-                    and stale.name.startswith(("index", "references", "thumbnails"))):
+                    and stale.name.startswith(("index", "references", "thumbnails", "patches"))):
                 stale.unlink()
 
     @classmethod
@@ -287,7 +304,8 @@ class Gallery:
         if index.ntotal != info.count:
             raise ValueError(f"{directory}: index holds {index.ntotal} references, gallery.json says {info.count}")
         thumbnails = _read_part(directory, info.files["thumbnails"], pq.read_table) if "thumbnails" in info.files else None
-        gallery = cls(index, _read_part(directory, info.files["references"], pq.read_table), info, thumbnails)
+        patches = _read_part(directory, info.files["patches"], PatchBanks.read) if "patches" in info.files else None
+        gallery = cls(index, _read_part(directory, info.files["references"], pq.read_table), info, thumbnails, patches)
         _apply_search_parameters(gallery.index, info.search_parameters)
         if model is not None:
             gallery.check_model(model)
@@ -406,11 +424,14 @@ def _table_digest(table: pa.Table) -> str:
     return digest.hexdigest()[:16]
 
 
-def _content_version(info: GalleryInfo, references: pa.Table, thumbnails: pa.Table | None) -> str:
+def _content_version(info: GalleryInfo, references: pa.Table, thumbnails: pa.Table | None,
+                     patches: PatchBanks | None = None) -> str:
     decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created", "files")}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name in REFERENCE_FIELDS:
         digest.update(json.dumps(references.column(name).to_pylist()).encode())
     if thumbnails is not None:
         digest.update(_table_digest(thumbnails).encode())
+    if patches is not None:
+        digest.update(patches.digest().encode())
     return digest.hexdigest()[:16]

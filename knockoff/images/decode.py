@@ -281,6 +281,30 @@ def jpeg_thumbnail(data: bytes, side: int, name: str = "image", quality: int = 8
         raise ImageLoadError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
 
 
+def jpeg_region(data: bytes, box: tuple[float, float, float, float], side: int, name: str = "image",
+                quality: int = 85) -> bytes:
+    """The part of the upright photo inside `box` (x0, y0, x1, y1 as fractions), enlarged to
+    `side` on its longer side: a region of local evidence, cropped for a side-by-side view.
+    Decoded behind the same guard as screening."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            refuse_oversized(image, name)
+            shown = ImageOps.exif_transpose(image).convert("RGB")
+            width, height = shown.size
+            x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
+            crop = shown.crop((int(x0 * width), int(y0 * height), max(int(x0 * width) + 1, round(x1 * width)),
+                               max(int(y0 * height) + 1, round(y1 * height))))
+            scale = side / max(crop.size)
+            crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BICUBIC)
+            buffer = io.BytesIO()
+            crop.save(buffer, format="JPEG", quality=quality)
+            return buffer.getvalue()
+    except ImageLoadError:
+        raise
+    except Exception as error:  # not an image, truncated, unsupported
+        raise ImageLoadError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
+
+
 def placeholder_jpeg(reason: str, side: int = 360) -> bytes:
     """A grey JPEG that says, in its own pixels, why the image is not shown."""
     from PIL import ImageDraw

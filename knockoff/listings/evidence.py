@@ -23,11 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from knockoff.images.decode import ImageLoadError, jpeg_thumbnail, placeholder_jpeg
+from knockoff.images.decode import ImageLoadError, jpeg_region, jpeg_thumbnail, placeholder_jpeg
 from knockoff.listings.calibration import read_listing_calibration
 from knockoff.listings.verdicts import listing_verdicts
 
 THUMBNAIL_PX = 240
+REGION_PX = 200  # each region of local evidence, enlarged
+REGIONS_SHOWN = 3  # per photo, beside their reference regions
 TAKEDOWN_COLUMNS = ("listing_id", "listing_url", "marketplace", "title", "price", "currency", "score", "flagged", "decision")
 
 
@@ -182,6 +184,9 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 2px 10px 2px 0; text-a
 .photos {{ display: flex; flex-wrap: wrap; gap: 10px; margin-top: 8px; }} figure {{ margin: 0; width: 170px; }}
 figure img {{ width: 170px; height: 170px; object-fit: cover; border-radius: 6px; border: 3px solid #ccd; }}
 figure.fake img {{ border-color: #c0392b; }} figure.genuine img {{ border-color: #27ae60; }} figure.listing img {{ border-color: #2c3e50; }}
+figure.region {{ width: 354px; }} figure.region .pair {{ display: flex; gap: 4px; }}
+figure.region img {{ width: 170px; height: 170px; object-fit: contain; background: #f4f4f4; border-color: #2c3e50; }}
+figure.region.fake img + img {{ border-color: #c0392b; }} figure.region.genuine img + img {{ border-color: #27ae60; }}
 figcaption {{ font-size: 11px; color: #5b6b7c; word-break: break-all; }} .flag {{ color: #c0392b; font-weight: 600; }}
 </style></head><body>
 <h1>Evidence pack: seller {e(seller)}</h1>
@@ -237,9 +242,37 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
         for group, kind in (("nearest_genuine", "genuine"), ("nearest_fake", "fake")):
             for reference in (photo.get(group) or [])[:2]:
                 figures.append(_figure(reference["path"], f"{kind} reference · {reference['similarity']:.3f}", kind, data_root))
+        figures += _region_pairs(photo, data_root)
     flag = "<span class='flag'>flagged</span>" if listing["flagged"] else ""
     return (f"<section class='listing'><h2>{e(listing['listing_id'])} {flag}</h2><table>{rows}</table>"
             f"{''.join(dict.fromkeys(notes))}<div class='photos'>{''.join(figures)}</div></section>")
+
+
+def _region_pairs(photo: dict, data_root: Path, count: int = REGIONS_SHOWN) -> list[str]:
+    """The photo's top regions of local evidence, each cropped and enlarged beside the region of
+    the reference it matched: where the photo is least like the genuine product."""
+    pairs = []
+    for rank, region in enumerate((photo.get("regions") or [])[:count], 1):
+        side = region["side"]
+        where = "nearer a known fake than any genuine reference" if side == "fake" else "its closest genuine match"
+        listing_crop = _region_uri(Path(photo["path"]), (region["x0"], region["y0"], region["x1"], region["y1"]))
+        reference = Path(region["reference_path"])
+        reference = reference if reference.is_absolute() else data_root / reference
+        reference_crop = _region_uri(reference, (region["ref_x0"], region["ref_y0"], region["ref_x1"], region["ref_y1"]))
+        pairs.append(
+            f"<figure class='region {side}'><div class='pair'><img src='{listing_crop}' alt='region {rank} of the listing photo'>"
+            f"<img src='{reference_crop}' alt='the {side} reference region it matched'></div>"
+            f"<figcaption>region {rank} · distance {region['distance']:.3f} from every genuine reference<br>"
+            f"beside {html.escape(where)}: {html.escape(reference.name)}</figcaption></figure>")
+    return pairs
+
+
+def _region_uri(path: Path, box: tuple[float, float, float, float]) -> str:
+    try:
+        data = jpeg_region(path.read_bytes(), box, REGION_PX, path.name, quality=85)
+    except (ImageLoadError, OSError) as refused:
+        data = placeholder_jpeg(str(refused), REGION_PX)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 def _figure(path: str, caption: str, kind: str, root: Path) -> str:

@@ -17,8 +17,9 @@ import torch
 
 from knockoff.model.embedder import Embedder
 from knockoff.runtime.embedding import ModelInfo, OnnxEmbedder
+from knockoff.runtime.patches import PATCHES_KIND, patches_path
 
-INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
+INPUT_NAME, OUTPUT_NAME, PATCHES_NAME = "images", "embeddings", "patches"
 
 
 class ParityError(AssertionError):
@@ -38,14 +39,16 @@ def model_info(model: Embedder, version: str, kind: str) -> ModelInfo:
 
 
 def export_onnx(
-    model: Embedder,
+    model: torch.nn.Module,
     info: ModelInfo,
     out_path: Path,
     check_images: np.ndarray | None = None,
     tolerance: float = 1e-4,
     opset: int = 18,
+    output_name: str = OUTPUT_NAME,
 ) -> float:
-    """Write the ONNX file and return the max |onnxruntime - torch| over the check images."""
+    """Write the ONNX file and return the max |onnxruntime - torch| over the check images
+    (`model`: an Embedder, or its PatchFeatures with `output_name` PATCHES_NAME)."""
     model = model.eval()
     size = info.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
@@ -57,7 +60,7 @@ def export_onnx(
             model,
             (example,),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[output_name],
             dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1, max=4096)}},
             opset_version=opset,
             dynamo=True,
@@ -77,8 +80,8 @@ def export_onnx(
     return difference
 
 
-def parity(model: Embedder, onnx_path: Path, images: np.ndarray) -> float:
-    """Max absolute difference between torch and onnxruntime embeddings of the same pixels."""
+def parity(model: torch.nn.Module, onnx_path: Path, images: np.ndarray) -> float:
+    """Max absolute difference between torch and onnxruntime outputs for the same pixels."""
     with torch.no_grad():
         expected = model.eval()(torch.from_numpy(images)).numpy()
     actual = OnnxEmbedder(onnx_path).embed(images)
@@ -126,4 +129,21 @@ def run_export(config: ExportConfig, out: Path, checkpoint: Path | None, backbon
                 continue
     check = np.stack(photos) if photos else None
     difference = export_onnx(model, info, out, check, config.parity_tolerance, config.opset)
+    if checkpoint is not None:
+        export_patches(model, info, patches_path(out), check, config.parity_tolerance, config.opset)
     return info, difference
+
+
+def export_patches(model: Embedder, info: ModelInfo, out_path: Path, check_images: np.ndarray | None = None,
+                   tolerance: float = 1e-4, opset: int = 18) -> ModelInfo:
+    """The model's local features (knockoff.model.patches) as their own ONNX file, naming the
+    model they come from (embedding_space): galleries keep patch banks per model."""
+    from dataclasses import replace
+
+    from knockoff.model.patches import PatchFeatures
+
+    features = PatchFeatures(model).eval()
+    patch_info = replace(info, kind=PATCHES_KIND, embedding_dim=features.channels, embedding_space=info.version,
+                         version=f"{info.version}-patches")
+    export_onnx(features, patch_info, out_path, check_images, tolerance, opset, output_name=PATCHES_NAME)
+    return patch_info

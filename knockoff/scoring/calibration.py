@@ -55,12 +55,12 @@ def fit_calibration(
     if labels.min() == labels.max():
         raise ValueError("calibration needs both fake and genuine photos")
     if closeness is None:
-        slope, intercept = _fit_logistic(np.stack([raw, np.ones_like(raw)], axis=1), labels)
+        slope, intercept = fit_logistic(np.stack([raw, np.ones_like(raw)], axis=1), labels)
         calibration = Calibration(slope, intercept, 0.0, target_precision, 0.0, 0.0, int(raw.size), source)
     else:
         center = float(np.median(closeness))
         design = np.stack([raw, raw * (np.asarray(closeness, np.float64) - center), np.ones_like(raw)], axis=1)
-        slope, closeness_slope, intercept = _fit_logistic(design, labels)
+        slope, closeness_slope, intercept = fit_logistic(design, labels)
         calibration = Calibration(slope, intercept, 0.0, target_precision, 0.0, 0.0, int(raw.size), source,
                                   closeness_slope, center)
     probabilities = calibration.probability(raw, closeness)
@@ -94,7 +94,7 @@ def threshold_for_precision(
     return float(sorted_scores[cut]), float(precision[cut]), float(hits[cut] / max(is_fake.sum(), 1))
 
 
-def _fit_logistic(design: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 100) -> tuple[float, ...]:
+def fit_logistic(design: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 100) -> tuple[float, ...]:
     """Logistic regression on the design's columns by Newton's method (tiny ridge keeps it
     finite when the classes are perfectly separable)."""
     weights = np.zeros(design.shape[1])

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from knockoff.data.records import LISTING_FIELDS, RECORD_FIELDS, ImageRecord
 from knockoff.gallery.store import INFO_FILE, read_info
+from knockoff.runtime.patches import patches_path
 from knockoff.screening.parts import PART_SCHEMA
 from knockoff.screening.results import RESULT_SCHEMA
 from knockoff.screening.screen import Scorer, ScreenOptions, ScreenSummary, run_pipeline, write_run
@@ -43,6 +44,8 @@ def model_bundle(model_path: Path, gallery_path: Path) -> dict[str, bytes]:
     """The model and the gallery's current files, as bytes for the object store."""
     info = read_info(gallery_path)
     bundle = {"model.onnx": Path(model_path).read_bytes(), f"gallery/{INFO_FILE}": (gallery_path / INFO_FILE).read_bytes()}
+    if patches_path(model_path).is_file():  # local evidence travels with its model
+        bundle[patches_path(Path("model.onnx")).name] = patches_path(model_path).read_bytes()
     for name in info.files.values():
         bundle[f"gallery/{name}"] = (gallery_path / name).read_bytes()
     return bundle
@@ -61,7 +64,8 @@ class ScreenActor:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(data)
         self.options = options
-        self.scorer = Scorer(root / "model.onnx", root / "gallery", options.session_threads, options.device, options.copy_check)
+        self.scorer = Scorer(root / "model.onnx", root / "gallery", options.session_threads, options.device, options.copy_check,
+                             options.regions)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         records = [ImageRecord(**row) for row in batch.select(list(RECORD_FIELDS)).to_pylist()]
@@ -84,7 +88,7 @@ def screen_ray(
         import ray
     except ImportError:
         raise ImportError("--engine ray needs Ray Data: pip install 'knockoff[ray]'") from None
-    driver = Scorer(model_path, gallery_path, threads=1)  # checks the pair, and gives the run's versions
+    driver = Scorer(model_path, gallery_path, threads=1, regions=options.regions)  # checks the pair, and gives the run's versions
 
     def engine(records: Iterator[ImageRecord], write: Callable[[pa.Table], None]) -> None:
         if not ray.is_initialized():

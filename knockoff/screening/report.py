@@ -78,3 +78,39 @@ def _table(views: list[dict]) -> str:
     widths = {c: max([len(headers[c])] + [len(v[c]) for v in views]) for c in columns}
     render = lambda values: "  ".join(values[c].ljust(widths[c]) for c in columns).rstrip()  # noqa: E731
     return "\n".join([render(headers), render({c: "-" * widths[c] for c in columns})] + [render(v) for v in views])
+
+
+def explain(rows: list[dict], photo: str) -> str:
+    """One photo's local evidence in words: where it is least like the genuine product, and
+    which reference region each part was compared with. `photo`: its listing id, its path,
+    or its row number in the results."""
+    import json
+
+    chosen = [r for r in rows if photo in (str(r.get("listing_id")), str(r.get("path")))]
+    if not chosen and photo.isdigit() and int(photo) < len(rows):
+        chosen = [rows[int(photo)]]
+    if not chosen:
+        raise KeyError(f"no photo {photo!r} in the results (give a listing id, a path or a row number)")
+    lines = []
+    for row in chosen:
+        regions = row.get("regions")
+        if isinstance(regions, str):  # CSV stores them as JSON text
+            regions = json.loads(regions)
+        score = f"score {row['score']:.3f}" if row.get("score") is not None else f"status {row.get('status')}"
+        lines.append(f"{row.get('listing_id') or '-'}  {row.get('path')}  ({row.get('product') or 'no product'}, {score}"
+                     f"{', flagged' if row.get('flagged') else ''})")
+        if not regions:
+            why = ("it reached no verdict" if row.get("status") != "scored"
+                   else "screened without local evidence (a model or gallery without patch banks, or --no-regions)")
+            lines.append(f"  no regions: {why}")
+            continue
+        lines.append("  regions least like any genuine reference, most unlike first (fractions of the photo: x0,y0-x1,y1):")
+        for rank, region in enumerate(regions, 1):
+            where = f"{region['x0']:.2f},{region['y0']:.2f}-{region['x1']:.2f},{region['y1']:.2f}"
+            there = f"{region['ref_x0']:.2f},{region['ref_y0']:.2f}-{region['ref_x1']:.2f},{region['ref_y1']:.2f}"
+            if region["side"] == "fake":
+                verdict = "nearer a KNOWN FAKE than any genuine reference"
+            else:
+                verdict = "best genuine match"
+            lines.append(f"  {rank}. {where}  distance {region['distance']:.3f}  {verdict}: {region['reference_path']} at {there}")
+    return "\n".join(lines)

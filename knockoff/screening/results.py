@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from knockoff.gallery.evidence import REFERENCE
+from knockoff.gallery.evidence import REFERENCE, REGION
 
 RESULT_SCHEMA = pa.schema([
     ("listing_id", pa.string()),
@@ -52,12 +52,15 @@ RESULT_SCHEMA = pa.schema([
     # the row number of the group's first photo; null for a photo seen once in the run
     ("duplicate_group", pa.int64()),
     ("reference_copy", pa.string()),  # the gallery reference this photo is a copy of
+    # local evidence: at most 5 regions least like any genuine reference of the judged product,
+    # most unlike first, each with the reference region it matched (scored photos only)
+    ("regions", pa.list_(REGION)),
     ("error", pa.string()),
     ("model_version", pa.string()),
     ("index_version", pa.string()),
 ])
 
-_NESTED = ("neighbors", "nearest_genuine", "nearest_fake")
+_NESTED = ("neighbors", "nearest_genuine", "nearest_fake", "regions")
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 

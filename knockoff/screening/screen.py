@@ -36,6 +36,7 @@ from knockoff.gallery.store import Gallery
 from knockoff.runtime.batches import DecodedBatch, decode_batches
 from knockoff.runtime.embedding import OnnxEmbedder
 from knockoff.screening.duplicates import DuplicateOptions
+from knockoff.screening.local import LocalEvidence
 from knockoff.screening.parts import PART_SCHEMA, PartWriter, parts_dir
 from knockoff.screening.results import RESULT_SCHEMA
 
@@ -72,6 +73,10 @@ class ScreenOptions:
     # Each photo checked for a copy of a gallery reference (reference_copy, the copy verdict:
     # knockoff/gallery/copies.py) against the thumbnails the gallery keeps. On by default.
     copy_check: bool = True
+    # Local evidence (`regions`: knockoff/gallery/regions.py) for the photos that reach a
+    # verdict, where the model has its patch model and the gallery its patch banks. Judged
+    # photos only: the patch model runs the backbone's first two thirds again, on those alone.
+    regions: bool = True
     # Batches in the model at once, each on its own thread. None: on CPU one per core with one
     # onnxruntime thread each (unless `threads` is given: then one stream), one on a GPU.
     # Single-threaded runs never wait on each other when a decode thread takes a core, where
@@ -141,12 +146,13 @@ class Scorer:
     """A model and the gallery built for it: decoded batches -> result rows."""
 
     def __init__(self, model_path: Path, gallery_path: Path, threads: int | None = None, device: str = "cpu",
-                 copy_check: bool = True) -> None:
+                 copy_check: bool = True, regions: bool = True) -> None:
         self.copy_check = copy_check
         self.embedder = OnnxEmbedder(model_path, threads=threads, device=device)
         self.gallery = Gallery.load(gallery_path, model=self.embedder.info)
         if self.gallery.info.calibration is None:
             raise ValueError(f"gallery {gallery_path} has no calibration; build it with `knockoff index --calibration ...`")
+        self.local = LocalEvidence.of(model_path, self.embedder.info, self.gallery, threads, device) if regions else None
         self.versions = {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
         self.brands = product_brands(self.gallery)
 
@@ -168,7 +174,8 @@ class Scorer:
         """The batch's result rows, each with its embedding (PART_SCHEMA; null where it failed)."""
         claimed = [record.product for record, error in zip(batch.records, batch.errors) if error is None]
         matches = match(self.gallery, embeddings, claimed=claimed, pixels=batch.images if self.copy_check else None)
-        rows = result_table(batch, matches, self.versions, self.brands)
+        regions = self.local.regions(batch.images, matches.status, matches.product) if self.local else None
+        rows = result_table(batch, matches, self.versions, self.brands, regions)
         return rows.append_column(PART_SCHEMA.field("embedding"), [embedding_column(batch.errors, embeddings)])
 
 
@@ -190,7 +197,7 @@ def screen(
     gallery_path: Path = DEFAULT_GALLERY,
     options: ScreenOptions = ScreenOptions(),
 ) -> ScreenSummary:
-    scorer = Scorer(model_path, gallery_path, options.session_threads, options.device, options.copy_check)
+    scorer = Scorer(model_path, gallery_path, options.session_threads, options.device, options.copy_check, options.regions)
     return write_run(inputs, Path(out), scorer, options,
                      lambda records, write: run_pipeline(records, scorer, options, write))
 
@@ -302,9 +309,11 @@ def product_brands(gallery: Gallery) -> dict[str, str]:
     return {product: brand for product, brand in zip(products, brands) if product and brand}
 
 
-def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, str], brands: dict[str, str]) -> pa.Table:
+def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, str], brands: dict[str, str],
+                 regions: list[list[dict] | None] | None = None) -> pa.Table:
     """One output row per record of the batch (RESULT_SCHEMA), built column by column; decoded
-    records take their match in order, a failed one has status "error" and no match."""
+    records take their match in order, a failed one has status "error" and no match.
+    `regions`: each decoded photo's local evidence (None: not computed)."""
     records, n = batch.records, len(batch.records)
     ok = batch.ok
     # Each record's place among the decoded photos; `take` with it spreads a column of matches
@@ -344,6 +353,7 @@ def result_table(batch: DecodedBatch, matches: MatchBatch, versions: dict[str, s
         "nearest_genuine": matches.nearest_genuine.take(place),
         "nearest_fake": matches.nearest_fake.take(place),
         "reference_copy": spread(matches.copy_of) if matches.copy_of is not None else [None] * n,
+        "regions": spread(regions) if regions is not None else [None] * n,
         "error": list(batch.errors),
         **{name: [version] * n for name, version in versions.items()},
     }

@@ -130,3 +130,23 @@ def test_two_index_adds_at_once_lose_no_reference_in_any_round(tiny_onnx, tiny_g
         loaded = Gallery.load(gallery)
         assert loaded.info.count == start + added and loaded.index.ntotal == start + added
     assert {p for p in loaded.references.column("product").to_pylist()} >= {"product-a", "product-b"}
+
+
+def test_the_gallery_keeps_patch_banks_with_objectness_and_index_add_extends_them(tiny_onnx, tmp_path, sample_root):
+    """Beside tiny.onnx lies its patch model: the index keeps each product's references' patches
+    (genuine and fake), and the sample's labelled boxes teach each product an objectness head."""
+    from knockoff.gallery.indexing import add_references
+    from tests.helpers import write_image
+
+    built = index(IndexConfig(references=("sneakers/train",)), tiny_onnx, tmp_path / "g")
+    banks = Gallery.load(tmp_path / "g").patches
+    assert banks is not None and banks.digest() == built.patches.digest() and banks.grid == 10
+    products = {product for product, _ in banks.keys}
+    assert {side for _, side in banks.keys} == {"genuine", "fake"} and set(banks.objectness) == products
+    catalogue = set(map(int, (built.is_catalogue.nonzero()[0])))
+    assert set(map(int, banks.rows)) == catalogue  # every catalogued reference has patches
+    photos = [write_image(tmp_path / "acme" / f"{i}.png", color=(20, 40 + 30 * i, 200), size=(120, 90)) for i in range(2)]
+    add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote")
+    grown = Gallery.load(tmp_path / "g").patches
+    assert ("acme tote", "genuine") in grown.keys and len(grown.vectors) > len(banks.vectors)
+    assert set(map(int, grown.rows)) == catalogue | {48, 49} and grown.objectness.keys() == banks.objectness.keys()

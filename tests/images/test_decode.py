@@ -226,3 +226,26 @@ def test_the_download_deadline_comes_from_the_environment():
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "KNOCKOFF_DOWNLOAD_DEADLINE_S": "7.5"})
     assert found.stdout.strip() == "7.5"
+
+
+def test_a_region_is_cropped_from_the_upright_photo_and_enlarged(tmp_path):
+    """A red square in the photo's top right quarter: the crop of that quarter is red, enlarged
+    to the side asked for; of the bottom left, not."""
+    import io
+
+    from PIL import Image
+
+    from knockoff.images.decode import ImageLoadError, jpeg_region
+
+    image = Image.new("RGB", (400, 200), (255, 255, 255))
+    image.paste((220, 20, 20), (200, 0, 400, 100))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    red = Image.open(io.BytesIO(jpeg_region(buffer.getvalue(), (0.5, 0.0, 1.0, 0.5), 300)))
+    assert red.size == (300, 150) and red.getpixel((150, 75))[0] > 200 and red.getpixel((150, 75))[1] < 60
+    white = Image.open(io.BytesIO(jpeg_region(buffer.getvalue(), (0.0, 0.5, 0.5, 1.0), 300)))
+    assert min(white.getpixel((150, 75))) > 240
+    import pytest
+
+    with pytest.raises(ImageLoadError):
+        jpeg_region(b"not an image", (0, 0, 1, 1), 100)

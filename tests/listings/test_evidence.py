@@ -42,6 +42,9 @@ def rows() -> list[dict]:
     made[4]["duplicate_group"] = made[7]["duplicate_group"] = 4  # shop-2 shows a copy of shop-1's photo
     made[5]["reference_copy"] = str(REFERENCES[3].relative_to(SAMPLE))  # a stolen genuine reference photo
     made[5]["status"] = "copy"
+    made[0]["regions"] = [{"x0": 0.4, "y0": 0.3, "x1": 0.55, "y1": 0.45, "distance": 0.412,
+                           "reference_path": str(REFERENCES[1].relative_to(SAMPLE)), "ref_x0": 0.5, "ref_y0": 0.5,
+                           "ref_x1": 0.65, "ref_y1": 0.65, "side": "fake"}]
     return made
 
 
@@ -80,6 +83,10 @@ def test_the_pack_holds_flagged_and_confirmed_listings_with_evidence_and_a_safe_
     assert "0.920 (listing threshold 0.550, precision at least 0.98 at 0.500 fakes)" in page
     assert "also appears in 1 other listing(s) of 1 other seller(s)" in page  # PHOTOS[0] is shop-2's too
     assert f"Photo {PHOTOS[4].name} also appears in 1 other listing(s) of 1 other seller(s)" in page  # a copy of it is
+    # local evidence: the photo's region beside the region of the known fake it matched, both cropped
+    assert "region 1 · distance 0.412 from every genuine reference" in page
+    assert f"beside nearer a known fake than any genuine reference: {REFERENCES[1].name}" in page
+    assert page.count("<figure class='region fake'>") == 1
     assert (f"Photo {PHOTOS[5].name} is a copy of the genuine reference {REFERENCES[3].relative_to(SAMPLE)}: a reused photo, "
             "which proves nothing about the goods") in page
     lines = list(csv.reader((tmp_path / "pack" / "evidence-shop-1-takedown.csv").open()))

@@ -281,3 +281,36 @@ def test_a_copy_of_a_reference_gets_the_copy_verdict_from_the_gallery_alone(tiny
     without = screen([str(tmp_path / "genuine-copy.jpg")], tmp_path / "off.parquet", tiny_onnx, tiny_gallery,
                      ScreenOptions(copy_check=False))
     assert without.screened == 1 and pq.read_table(tmp_path / "off.parquet").column("reference_copy").to_pylist() == [None]
+
+
+def test_judged_photos_carry_their_regions_and_show_explains_them(tiny_onnx, tiny_gallery, tmp_path):
+    """Local evidence: each scored photo gets at most 5 regions on the photo, most unlike first,
+    each naming a reference of its product; other rows none; --no-regions none at all."""
+    from typer.testing import CliRunner
+
+    from knockoff.cli import app
+
+    out = tmp_path / "r.parquet"
+    screen([str(SAMPLE / "listings.csv")], out, tiny_onnx, tiny_gallery)
+    rows = pq.read_table(out).to_pylist()
+    gallery = Gallery.load(tiny_gallery)
+    paths = dict(zip(gallery.references.column("path").to_pylist(), gallery.references.column("product").to_pylist()))
+    scored = [r for r in rows if r["status"] == "scored"]
+    assert scored and all(r["regions"] is None for r in rows if r["status"] != "scored")
+    for row in scored:
+        regions = row["regions"]
+        assert 1 <= len(regions) <= 5
+        assert [r["distance"] for r in regions] == sorted((r["distance"] for r in regions), reverse=True)
+        for region in regions:
+            assert 0 <= region["x0"] < region["x1"] <= 1 and 0 <= region["y0"] < region["y1"] <= 1
+            assert 0 <= region["ref_x0"] < region["ref_x1"] <= 1 and region["side"] in ("genuine", "fake")
+            assert paths[region["reference_path"]] == row["product"]
+    shown = CliRunner().invoke(app, ["show", str(out), "--explain", scored[0]["path"]])
+    assert shown.exit_code == 0, shown.output
+    assert scored[0]["regions"][0]["reference_path"] in shown.output and "distance" in shown.output
+    missing = CliRunner().invoke(app, ["show", str(out), "--explain", "no-such-photo"])
+    assert missing.exit_code == 1 and "no photo 'no-such-photo'" in missing.output
+    screen([str(SAMPLE / "listings.csv")], tmp_path / "plain.parquet", tiny_onnx, tiny_gallery, ScreenOptions(regions=False))
+    plain = pq.read_table(tmp_path / "plain.parquet")
+    assert plain.column("regions").null_count == plain.num_rows
+    assert plain.drop(["regions"]).equals(pq.read_table(out).drop(["regions"]))  # the verdicts do not change

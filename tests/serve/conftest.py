@@ -25,6 +25,13 @@ PHOTOS = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))
 REFERENCES = sorted((SAMPLE / "sneakers" / "train" / "images").glob("*.jpg"))
 
 
+def region(x: float, y: float, distance: float, side: str, reference: Path) -> dict:
+    """A region of local evidence around (x, y), matched at the middle of `reference`."""
+    return {"x0": x - 0.075, "y0": y - 0.075, "x1": x + 0.075, "y1": y + 0.075, "distance": distance,
+            "reference_path": str(reference.relative_to(SAMPLE)), "ref_x0": 0.425, "ref_y0": 0.425, "ref_x1": 0.575,
+            "ref_y1": 0.575, "side": side}
+
+
 def result_rows(count: int, products: tuple[str, ...] = ("nike air force", "nike jordan 1")) -> list[dict]:
     """Screening rows with real photos and evidence; every 7th row failed to screen."""
     rows = []
@@ -43,7 +50,8 @@ def result_rows(count: int, products: tuple[str, ...] = ("nike air force", "nike
                        product_similarity=0.9, brand="nike", product_mismatch=(i % len(products)) != ((i + 1) % len(products)),
                        neighbors=[reference(j, "fake" if j % 2 else "genuine") for j in range(4)],
                        nearest_genuine=[reference(j, "genuine") for j in (0, 2)],
-                       nearest_fake=[reference(j, "fake") for j in (1, 3)])
+                       nearest_fake=[reference(j, "fake") for j in (1, 3)],
+                       regions=[region(0.55, 0.40, 0.3, "fake", REFERENCES[1]), region(0.20, 0.70, 0.2, "genuine", REFERENCES[0])])
         rows.append(row)
     return rows
 

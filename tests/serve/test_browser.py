@@ -148,3 +148,47 @@ def test_needs_references_queue_and_the_r_key_add_the_photo_and_rescore_it(brows
     assert after.count == before + 1
     # rescored against the new version, the photo itself left out of its own evidence
     assert database.execute("SELECT index_version FROM items WHERE listing_id = 'L00000'").fetchone()[0] == after.version
+
+
+def test_local_evidence_overlay_and_the_side_by_side_view_move_together(browser, server, database, users, tmp_path):
+    """The item page draws the regions on the photo (o hides and shows them); a region's key or
+    click takes both photos to it, zoomed, the reference switched to the region's own; the wheel
+    zooms both together."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, server)
+    item = database.execute("SELECT id FROM items WHERE score IS NOT NULL ORDER BY id LIMIT 1").fetchone()["id"]
+    page.goto(f"{server}/items/{item}")
+    page.wait_for_selector("#local-evidence")
+    boxes = page.locator("#pane-photo .rbox")
+    assert boxes.count() == 2 and boxes.first.is_visible()
+    assert "fake" in boxes.first.get_attribute("class")
+    page.keyboard.press("o")
+    assert not boxes.first.is_visible()
+    page.keyboard.press("o")
+    assert boxes.first.is_visible()
+
+    def transforms() -> list[str]:
+        return page.eval_on_selector_all("#local-evidence .stage", "stages => stages.map(s => s.style.transform)")
+
+    assert transforms() == ["", ""]  # whole photos to begin with
+    page.keyboard.press("2")
+    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/1?full=1')")
+    photo, reference = transforms()
+    assert "scale(3)" in photo and "scale(3)" in reference and photo != reference  # each centred on its own region
+    assert "genuine reference" in page.locator("#reference-caption").inner_text()
+    page.keyboard.press("0")  # whole photos again: region 1's box in view, to click
+    page.locator("#pane-photo .rbox").first.click()
+    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/0?full=1')")
+    assert "known fake" in page.locator("#reference-caption").inner_text()
+    page.locator("#pane-reference").hover()
+    page.mouse.wheel(0, -100)
+    photo, reference = transforms()
+    assert "scale(3.75)" in photo and "scale(3.75)" in reference  # zoomed together, from either side
+    page.locator("#region-list button").nth(1).click()
+    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/1?full=1')")
+    page.keyboard.press("0")
+    assert transforms() == ["", ""]
+    image = page.request.get(f"{server}/images/items/{item}/regions/1?full=1")
+    assert image.ok and image.headers["content-type"] == "image/jpeg"
+    assert page.request.get(f"{server}/images/items/{item}/regions/7").status == 404
+    page.screenshot(path=str(tmp_path / "local-evidence.png"))

@@ -42,3 +42,27 @@ def test_a_gallery_for_another_model_keeps_the_old_pair(tiny_onnx, gallery_dir, 
 def test_no_model_is_unavailable(tmp_path):
     with pytest.raises(ScorerUnavailable):
         LiveScorer(tmp_path / "missing.onnx", tmp_path / "gallery").snapshot()
+
+
+def test_a_live_score_carries_the_regions_screening_writes(tiny_onnx, gallery_dir, tmp_path):
+    """The service's score of a photo is the screening's row, local evidence included."""
+    import pyarrow.parquet as pq
+
+    from knockoff.screening.screen import screen
+
+    photos = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[:6]
+    screen([str(p) for p in photos], tmp_path / "r.parquet", tiny_onnx, gallery_dir)
+    screened = {row["path"]: row for row in pq.read_table(tmp_path / "r.parquet").to_pylist()}
+    snapshot = LiveScorer(tiny_onnx, gallery_dir, check_every_s=0.0).snapshot()
+    assert snapshot.local is not None
+    judged = 0
+    for photo in photos:
+        live = snapshot.score(photo.read_bytes(), photo.name)
+        row = screened[str(photo)]
+        assert live["status"] == row["status"]
+        if row["status"] == "scored":
+            judged += 1
+            assert [r["reference_path"] for r in live["regions"]] == [r["reference_path"] for r in row["regions"]]
+        else:
+            assert live["regions"] is None
+    assert judged
