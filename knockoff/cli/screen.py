@@ -39,13 +39,16 @@ def screen(
     One row per image: calibrated score, flagged decision, matched product, and the nearest
     genuine references and known fakes as evidence. An unreadable image is a row with
     `error` set; the run goes on. Rows are committed in parts as they come: after an
-    interruption, `--resume` screens only what is missing. Run from the repo root, the
-    defaults use the model and gallery that `dvc repro` left under models/.
+    interruption, `--resume` screens only what is missing. The defaults use the model and
+    gallery under models/: the working folder's, else those of the checkout Knockoff is
+    installed from, so it runs from any folder.
     """
     from knockoff.runtime.sessions import DeviceUnavailableError
     from knockoff.screening.duplicates import DuplicateOptions
-    from knockoff.screening.screen import ScreenOptions
+    from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, ScreenOptions, shipped
     from knockoff.screening.screen import screen as run_screen
+
+    model, index = shipped(model, DEFAULT_MODEL), shipped(index, DEFAULT_GALLERY)
 
     if download_deadline is not None:
         from knockoff.images import decode

@@ -28,11 +28,13 @@ def summarize(rows: list[dict], top: int = 10) -> str:
     failed = [r for r in rows if r.get("error")]
     scored = sorted((r for r in rows if r.get("score") is not None), key=lambda r: -r["score"])
     flagged = [r for r in scored if r.get("flagged")]
-    mismatched = [r for r in scored if r.get("product_mismatch")]
+    # every row that shows another product than it claims, judged or not (a copy, a no_match)
+    mismatched = [r for r in rows if r.get("product_mismatch")]
+    listings = len({r.get("listing_id") or r.get("path") for r in rows})
     no_match = [r for r in rows if r.get("status") == "no_match"]
     unsupported = [r for r in rows if r.get("status") == "unsupported"]
     lines = [
-        f"{len(rows)} listings: {len(flagged)} flagged, {len(scored) - len(flagged)} not flagged, "
+        f"{len(rows)} photos in {listings} listings: {len(flagged)} flagged, {len(scored) - len(flagged)} not flagged, "
         f"{len(failed)} failed, {len(mismatched)} with a product mismatch",
         f"not judged: {len(no_match)} show no catalogued product (no_match), "
         f"{len(unsupported)} have no reference close enough (unsupported: need references)",

@@ -42,6 +42,15 @@ from knockoff.screening.results import RESULT_SCHEMA
 
 DEFAULT_MODEL = Path("models/knockoff.onnx")
 DEFAULT_GALLERY = Path("models/gallery")
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this Knockoff runs from (an editable install)
+
+
+def shipped(path: Path, default: Path) -> Path:
+    """`path`, or where it is the default and missing from the working folder, the checkout's
+    own (an installed Knockoff run from another folder screens with its shipped model and gallery)."""
+    if Path(path) == default and not Path(path).exists() and (CHECKOUT / default).exists():
+        return CHECKOUT / default
+    return Path(path)
 
 
 @dataclass(frozen=True)

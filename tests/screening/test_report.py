@@ -20,11 +20,14 @@ def test_summary_counts_and_orders_by_score(tmp_path, suffix):
     writer = ResultWriter(out)
     writer.write([_row("low", 0.1, False), _row("high", 0.97, True, claimed="shoe", mismatch=True),
                   _row("mid", 0.6, True), _row("broken", error="cannot decode broken.jpg"),
-                  _row("orange", flagged=False), _row("closeup", flagged=False, status="unsupported",
-                                                      reason="nearest reference of bag 0.41; its product's held-back photos are >= 0.62")])
+                  _row("orange", flagged=False, claimed="shoe", mismatch=True),
+                  _row("closeup", flagged=False, status="unsupported",
+                       reason="nearest reference of bag 0.41; its product's held-back photos are >= 0.62"),
+                  _row("mid", 0.2, False)])  # a second photo of listing "mid"
     writer.close()
     text = summarize(read_results(out), top=2)
-    assert text.splitlines()[0] == "6 listings: 2 flagged, 1 not flagged, 1 failed, 1 with a product mismatch"
+    # photos and listings apart; a mismatch counts whether or not the photo was judged (orange: no_match)
+    assert text.splitlines()[0] == "7 photos in 6 listings: 2 flagged, 2 not flagged, 1 failed, 2 with a product mismatch"
     assert text.splitlines()[1] == ("not judged: 1 show no catalogued product (no_match), "
                                     "1 have no reference close enough (unsupported: need references)")
     assert "closeup: nearest reference of bag 0.41" in text

@@ -314,3 +314,21 @@ def test_judged_photos_carry_their_regions_and_show_explains_them(tiny_onnx, tin
     plain = pq.read_table(tmp_path / "plain.parquet")
     assert plain.column("regions").null_count == plain.num_rows
     assert plain.drop(["regions"]).equals(pq.read_table(out).drop(["regions"]))  # the verdicts do not change
+
+
+def test_run_from_another_folder_screen_finds_the_shipped_model_and_gallery(tmp_path, monkeypatch):
+    """The defaults (models/knockoff.onnx, models/gallery) are the checkout's where the working
+    folder has none; a path given explicitly is taken as given."""
+    from typer.testing import CliRunner
+
+    from knockoff.cli import app
+    from knockoff.screening.screen import CHECKOUT
+
+    photo = sorted((SAMPLE / "sneakers" / "valid" / "images").glob("*.jpg"))[0]
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["screen", str(photo), "--out", "r.parquet"])
+    assert done.exit_code == 0, done.output
+    shipped = Gallery.load(CHECKOUT / "models" / "gallery").info.version
+    assert f"gallery {shipped}" in done.output and pq.read_table(tmp_path / "r.parquet").num_rows == 1
+    missing = CliRunner().invoke(app, ["screen", str(photo), "--out", "s.parquet", "--model", "elsewhere/knockoff.onnx"])
+    assert missing.exit_code == 1 and "model elsewhere/knockoff.onnx not found" in missing.output
