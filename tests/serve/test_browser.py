@@ -192,3 +192,16 @@ def test_local_evidence_overlay_and_the_side_by_side_view_move_together(browser,
     assert image.ok and image.headers["content-type"] == "image/jpeg"
     assert page.request.get(f"{server}/images/items/{item}/regions/7").status == 404
     page.screenshot(path=str(tmp_path / "local-evidence.png"))
+
+
+def test_no_page_is_wider_than_a_phone(browser, server, database, users):
+    """At a 390 px viewport every page fits: the header wraps, columns stack, wide tables
+    scroll inside themselves (the item page was 1,193 px wide)."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    log_in(page, server)
+    item = database.execute("SELECT id FROM items WHERE score IS NOT NULL ORDER BY id LIMIT 1").fetchone()["id"]
+    for path in ("/queue", f"/items/{item}", "/sellers", "/gallery", "/decisions"):
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
