@@ -24,6 +24,7 @@ as screening judges them, and for each judged one:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -130,7 +131,7 @@ def main() -> None:
     judged = np.array([s == SCORED for s in matches.status])
     features = np.concatenate([patch_model.features(pixels[i:i + 32]) for i in range(0, len(pixels), 32)])
     paths = gallery.references.column("path").to_pylist()
-    no_head = type(banks)(banks.vectors, banks.rows, banks.cells, banks.keys, banks.offsets, banks.grid, banks.model_version)
+    no_head = dataclasses.replace(banks, objectness={})
     pointing = {"top_region_in_box": [], "without_objectness": [], "random_cell_in_box": []}
     rows = []
     for i, record in enumerate(records):

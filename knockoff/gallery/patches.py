@@ -53,6 +53,7 @@ class PatchBanks:
 
     def __post_init__(self) -> None:
         self._matrices: dict[tuple[str, str], np.ndarray] = {}
+        self._position = {key: i for i, key in enumerate(self.keys)}
 
     @property
     def channels(self) -> int:
@@ -61,11 +62,11 @@ class PatchBanks:
     def bank(self, product: str, side: str) -> np.ndarray | None:
         """One bank's patches as float32 (n, C), or None where the product has no such bank."""
         key = (product, side)
-        if key not in self.keys:
+        if key not in self._position:
             return None
         if key not in self._matrices:
-            start, end = self.offsets[self.keys.index(key)], self.offsets[self.keys.index(key) + 1]
-            self._matrices[key] = np.ascontiguousarray(self.vectors[start:end], np.float32)
+            i = self._position[key]
+            self._matrices[key] = np.ascontiguousarray(self.vectors[self.offsets[i]:self.offsets[i + 1]], np.float32)
         return self._matrices[key]
 
     def nearest(self, cells: np.ndarray, product: str, side: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -80,7 +81,7 @@ class PatchBanks:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         similarity = np.ascontiguousarray(cells, np.float32) @ bank.T
         best = similarity.argmax(axis=1)
-        return similarity[np.arange(len(cells)), best], best + int(self.offsets[self.keys.index((product, side))])
+        return similarity[np.arange(len(cells)), best], best + int(self.offsets[self._position[(product, side)]])
 
     def product_cells(self, cells: np.ndarray, product: str) -> np.ndarray | None:
         """(n,) bool: the cells (n, C) the product's objectness head places on the product, at

@@ -73,13 +73,6 @@ def find_regions(features: np.ndarray, product: str, banks: PatchBanks, path_of:
     return regions
 
 
-def local_score(features: np.ndarray, product: str, banks: PatchBanks) -> float:
-    """The distance of the photo's most unlike region (PatchCore's image score); NaN without a bank."""
-    cells = np.ascontiguousarray(features.reshape(-1, features.shape[-1]), np.float32)
-    genuine = banks.nearest(cells, product, GENUINE)
-    return float("nan") if genuine is None else float(1.0 - genuine[0].min())
-
-
 def _farthest_apart(distance: np.ndarray, grid: int, count: int) -> list[int]:
     """Cells in order of distance, skipping any within SEPARATION cells of one already taken."""
     taken: list[int] = []

@@ -266,19 +266,11 @@ def _refuse_over_ceiling(width: int, height: int, bytes_per_pixel: int, name: st
 def jpeg_thumbnail(data: bytes, side: int, name: str = "image", quality: int = 85) -> bytes:
     """A JPEG at most `side` on its longer side, upright, for showing a photo (the review
     service, evidence packs): decoded behind the same guard as screening."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (side, side))
-            refuse_oversized(image, name)
-            shown = ImageOps.exif_transpose(image).convert("RGB")
-            shown.thumbnail((side, side), Image.Resampling.BICUBIC)
-            buffer = io.BytesIO()
-            shown.save(buffer, format="JPEG", quality=quality)
-            return buffer.getvalue()
-    except ImageLoadError:
-        raise
-    except Exception as error:  # not an image, truncated, unsupported
-        raise ImageLoadError(f"cannot decode {name}: {type(error).__name__}: {error}") from error
+    def shrink(shown: Image.Image) -> Image.Image:
+        shown.thumbnail((side, side), Image.Resampling.BICUBIC)
+        return shown
+
+    return _reencoded(data, name, quality, shrink, draft=side)
 
 
 def jpeg_region(data: bytes, box: tuple[float, float, float, float], side: int, name: str = "image",
@@ -286,18 +278,28 @@ def jpeg_region(data: bytes, box: tuple[float, float, float, float], side: int, 
     """The part of the upright photo inside `box` (x0, y0, x1, y1 as fractions), enlarged to
     `side` on its longer side: a region of local evidence, cropped for a side-by-side view.
     Decoded behind the same guard as screening."""
+    def crop(shown: Image.Image) -> Image.Image:
+        width, height = shown.size
+        x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
+        part = shown.crop((int(x0 * width), int(y0 * height), max(int(x0 * width) + 1, round(x1 * width)),
+                           max(int(y0 * height) + 1, round(y1 * height))))
+        scale = side / max(part.size)
+        return part.resize((max(1, round(part.width * scale)), max(1, round(part.height * scale))), Image.Resampling.BICUBIC)
+
+    return _reencoded(data, name, quality, crop)
+
+
+def _reencoded(data: bytes, name: str, quality: int, change, draft: int | None = None) -> bytes:
+    """The photo decoded behind the guard, upright RGB, changed by `change`, as a JPEG; any
+    failure to decode is one ImageLoadError naming the photo."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if draft:
+                image.draft("RGB", (draft, draft))
             refuse_oversized(image, name)
-            shown = ImageOps.exif_transpose(image).convert("RGB")
-            width, height = shown.size
-            x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
-            crop = shown.crop((int(x0 * width), int(y0 * height), max(int(x0 * width) + 1, round(x1 * width)),
-                               max(int(y0 * height) + 1, round(y1 * height))))
-            scale = side / max(crop.size)
-            crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BICUBIC)
+            shown = change(ImageOps.exif_transpose(image).convert("RGB"))
             buffer = io.BytesIO()
-            crop.save(buffer, format="JPEG", quality=quality)
+            shown.save(buffer, format="JPEG", quality=quality)
             return buffer.getvalue()
     except ImageLoadError:
         raise
