@@ -1,4 +1,5 @@
-"""Regenerate docs/item-page.png, docs/queue-page.png, docs/sellers-page.png,
+"""Regenerate docs/listings-page.png, docs/listing-page.png, docs/seller-page.png, docs/listing-phone.png,
+docs/item-page.png, docs/queue-page.png, docs/sellers-page.png,
 docs/gallery-page.png, docs/evidence-pack.png, and local evidence (docs/local-evidence-overlay.png,
 docs/local-evidence-zoom.png, docs/evidence-pack-regions.png): the review service on the bundled sample (its listings.csv names
 sellers), screened with the shipped model, in headless Chromium.
@@ -47,6 +48,22 @@ def main() -> None:
         page.wait_for_url(f"{url}/queue")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/queue-page.png")
+        page.goto(f"{url}/listings?seller=sole-outlet")  # the listing queue, one seller's view
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/listings-page.png")
+        page.goto(f"{url}/listings")
+        with page.expect_navigation():
+            page.keyboard.press("s")  # the first pending listing
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/listing-page.png")
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())
+        phone.goto(page.url)
+        phone.wait_for_load_state("networkidle")
+        phone.screenshot(path="docs/listing-phone.png")
+        phone.close()
+        page.goto(f"{url}/seller?id=sole-outlet&run=1")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path="docs/seller-page.png")
         page.goto(f"{url}/queue?status=pending&product=nike+air+force")
         page.click("#start")
         page.wait_for_load_state("networkidle")
@@ -78,7 +95,8 @@ def main() -> None:
         section.screenshot(path="docs/evidence-pack-regions.png")
         browser.close()
     shutil.rmtree(work)
-    print("wrote docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png, docs/evidence-pack.png, "
+    print("wrote docs/listings-page.png, docs/listing-page.png, docs/listing-phone.png, docs/seller-page.png, "
+          "docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png, docs/evidence-pack.png, "
           "docs/local-evidence-overlay.png, docs/local-evidence-zoom.png and docs/evidence-pack-regions.png")
 
 

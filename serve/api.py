@@ -11,9 +11,11 @@ import json
 import sqlite3
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from knockoff_serve import decisions as decision_store
+from knockoff_serve import exports
+from knockoff_serve import listings as listing_store
 from knockoff_serve import queue as queue_store
 from knockoff_serve.live import ScorerUnavailable
 from knockoff_serve.queue import Viewer
@@ -43,6 +45,7 @@ class DecisionOut(BaseModel):
     item_id: int
     decision: str | None
     next_item_id: int | None = None
+    items: int = Field(1, description="items the act changed: an undo reverses a whole bulk or listing decision")
 
 
 class BulkDecisionOut(BaseModel):
@@ -78,8 +81,61 @@ class Item(BaseModel):
 class ItemPage(BaseModel):
     items: list[Item]
     counts: dict[str, int]
+    facets: dict[str, dict[str, int]] = Field(default_factory=dict, description="per facet, its values with their counts")
     older: str | None = Field(description="cursor for the next page (pass as `after`)")
     newer: str | None = Field(description="cursor for the previous page (pass as `before`)")
+
+
+class Listing(BaseModel):
+    id: int
+    run_id: int
+    listing_id: str
+    seller_id: str
+    marketplace: str
+    title: str | None
+    price: float | None
+    currency: str | None
+    listing_url: str | None
+    photos: int
+    scored_photos: int
+    flagged_photos: int
+    status: str | None
+    status_reason: str | None
+    score: float | None = Field(description="highest p(counterfeit) among its judged photos")
+    flagged: bool
+    threshold: float | None = Field(description="the listing threshold for its number of judged photos")
+    expected_precision: float | None = Field(description="the precision bound at that threshold")
+    probability: float | None
+    product: str | None
+    claimed_product: str | None
+    product_mismatch: bool | None
+    brand: str | None
+    pending: int = Field(description="photos still to decide")
+    decision: str | None = Field(description="counterfeit, genuine or unsure when its decided photos agree; mixed")
+    photo_items: list[Item] | None = None
+
+
+class ListingPage(BaseModel):
+    listings: list[Listing]
+    counts: dict[str, int]
+    facets: dict[str, dict[str, int]]
+    older: str | None
+    newer: str | None
+
+
+class ListingDecisionOut(BaseModel):
+    listing_id: int
+    decision: str
+    decided: list[int] = Field(description="its photos decided")
+    skipped: list[int] = Field(description="its photos another analyst holds or decided")
+    next_listing_id: int | None = None
+
+
+def _listing(row: sqlite3.Row, photos: list[Item] | None = None) -> Listing:
+    values = {key: row[key] for key in Listing.model_fields if key != "photo_items"}
+    for key in ("flagged", "product_mismatch"):
+        values[key] = None if values[key] is None else bool(values[key])
+    return Listing(**values, photo_items=photos)
 
 
 def _item(row: sqlite3.Row, with_evidence: bool = False) -> Item:
@@ -102,22 +158,102 @@ def health(request: Request) -> dict:
     return {"status": "ok", **versions, "scorer_error": scorer.last_error}
 
 
+def view_filter(
+    status_: str = Query("all", alias="status", description="all, pending, decided, counterfeit, genuine, unsure, failed"),
+    product: str | None = None, brand: str | None = None, seller: str | None = Query(None, description="a seller id"),
+    marketplace: str | None = None,
+    q: str | None = Query(None, max_length=200, description="free text in title, listing id, seller id (photos: also the path)"),
+    min_score: float | None = None, max_score: float | None = None, min_price: float | None = None,
+    max_price: float | None = None, run: int | None = None, decided_by: int | None = None,
+    screening: str = Query("all", description="all, scored, no_match, unsupported (needs references), copy, error"),
+    sort: str = Query("risk", description="risk (flagged first, by score), score, price, -price"),
+    listed: str = Query("all", description="photos only: all, or none (photos in no listing)"),
+) -> queue_store.QueueFilter:
+    """The view's filters, as the pages take them from the URL."""
+    try:
+        return queue_store.QueueFilter(status_, product, brand, min_score, max_score, run, decided_by, screening, seller,
+                                       marketplace, (q or "").strip() or None, min_price, max_price, sort, listed)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+
+
 @router.get("/items", response_model=ItemPage, tags=["queue"])
 def list_items(
-    status_: str = Query("all", alias="status"), product: str | None = None, brand: str | None = None,
-    min_score: float | None = None, max_score: float | None = None, run: int | None = None,
-    decided_by: int | None = None, after: str | None = None, before: str | None = None,
-    screening: str = Query("all", description="all, scored, no_match, unsupported (needs references), error"),
+    queue_filter: queue_store.QueueFilter = Depends(view_filter), after: str | None = None, before: str | None = None,
     limit: int = Query(50, ge=1, le=500), viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database),
 ) -> ItemPage:
-    """The review queue: flagged first, by score; keyset-paginated with `after`/`before` cursors."""
+    """The photo queue: flagged first, by score (or `sort`); keyset-paginated with `after`/`before` cursors."""
     try:
-        queue_filter = queue_store.QueueFilter(status_, product, brand, min_score, max_score, run, decided_by, screening)
         page = queue_store.page(db, queue_filter, viewer, queue_store.Cursor.parse(after), queue_store.Cursor.parse(before), limit)
     except ValueError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
     return ItemPage(items=[_item(r) for r in page.items], counts=queue_store.counts(db, queue_filter, viewer),
+                    facets=_facets(db, queue_filter, viewer, "items"),
                     older=str(page.older) if page.older else None, newer=str(page.newer) if page.newer else None)
+
+
+def _facets(db: sqlite3.Connection, queue_filter: queue_store.QueueFilter, viewer: Viewer, table: str) -> dict[str, dict[str, int]]:
+    return {column: dict(values) for column, values in queue_store.facet_counts(db, queue_filter, viewer, table).items()}
+
+
+@router.get("/listings", response_model=ListingPage, tags=["listings"])
+def list_listings(
+    queue_filter: queue_store.QueueFilter = Depends(view_filter), after: str | None = None, before: str | None = None,
+    limit: int = Query(50, ge=1, le=500), viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database),
+) -> ListingPage:
+    """The listing queue, by listing-level verdict: the same filters, facets with counts, and cursors as /api/items."""
+    try:
+        page = queue_store.page(db, queue_filter, viewer, queue_store.Cursor.parse(after), queue_store.Cursor.parse(before),
+                                limit, "listings")
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    return ListingPage(listings=[_listing(r) for r in page.items], counts=queue_store.counts(db, queue_filter, viewer, "listings"),
+                       facets=_facets(db, queue_filter, viewer, "listings"),
+                       older=str(page.older) if page.older else None, newer=str(page.newer) if page.newer else None)
+
+
+@router.get("/listings/{listing_id}", response_model=Listing, tags=["listings"])
+def get_listing(listing_id: ItemId, viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> Listing:
+    """One listing with its photos (as you may see them)."""
+    row = _visible_listing(db, listing_id, viewer)
+    return _listing(row, [_item(photo) for photo in listing_store.listing_photos(db, listing_id, viewer)])
+
+
+@router.post("/listings/{listing_id}/lease", tags=["listings"])
+def lease_listing(request: Request, listing_id: ItemId, viewer: Viewer = Depends(api_viewer),
+                  db: sqlite3.Connection = Depends(database)) -> dict:
+    """Reserve every pending photo of a listing for a few minutes (409 if another analyst holds one)."""
+    _visible_listing(db, listing_id, viewer)
+    seconds = settings_of(request).lease_seconds
+    holder = listing_store.lease_listing(db, listing_id, viewer, seconds)
+    if holder:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"{holder} is reviewing this listing")
+    return {"listing_id": listing_id, "seconds": seconds}
+
+
+@router.post("/listings/{listing_id}/decision", response_model=ListingDecisionOut, tags=["listings"])
+def decide_listing(request: Request, listing_id: ItemId, body: DecisionIn, queue_filter: queue_store.QueueFilter = Depends(view_filter),
+                   viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> ListingDecisionOut:
+    """Decide every photo of the listing in one act (one undo reverses it); with `claim_next`,
+    lease the next pending listing of this view and return it."""
+    listing = _visible_listing(db, listing_id, viewer)
+    try:
+        decided, skipped = listing_store.decide_listing(db, listing_id, viewer, body.decision, body.note)
+    except decision_store.NotAllowed as refused:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
+    following = None
+    if body.claim_next:
+        claimed = listing_store.claim_next_listing(db, queue_filter, viewer, listing, settings_of(request).lease_seconds)
+        following = claimed["id"] if claimed else None
+    return ListingDecisionOut(listing_id=listing_id, decision=body.decision, decided=decided, skipped=skipped,
+                              next_listing_id=following)
+
+
+def _visible_listing(db: sqlite3.Connection, listing_id: int, viewer: Viewer) -> sqlite3.Row:
+    try:
+        return listing_store.visible_listing(db, listing_id, viewer)
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such listing in your queue") from None
 
 
 @router.get("/items/{item_id}", response_model=Item, tags=["queue"])
@@ -170,9 +306,11 @@ def bulk(body: BulkDecisionIn, viewer: Viewer = Depends(api_viewer), db: sqlite3
 
 @router.post("/undo", response_model=DecisionOut | None, tags=["decisions"])
 def undo(viewer: Viewer = Depends(api_viewer), db: sqlite3.Connection = Depends(database)) -> DecisionOut | None:
-    """Revert your most recent decision that is still in force (null when there is none)."""
+    """Revert your most recent act still in force: one decision, or a whole bulk or listing
+    decision (null when there is none)."""
     undone = decision_store.undo_last(db, viewer)
-    return DecisionOut(decision_id=undone.decision_id, item_id=undone.item_id, decision=undone.decision) if undone else None
+    return DecisionOut(decision_id=undone.decision_id, item_id=undone.item_id, decision=undone.decision,
+                       items=undone.items) if undone else None
 
 
 @router.get("/decisions", tags=["decisions"])
@@ -180,6 +318,14 @@ def audit(item_id: OptionalItemId = None, limit: int = Query(200, ge=1, le=5000)
           db: sqlite3.Connection = Depends(database)) -> list[dict]:
     """The audit trail, newest first: everyone's for admins, your own for analysts."""
     return [dict(row) for row in decision_store.history(db, viewer, item_id, limit)]
+
+
+@router.get("/decisions/export", tags=["decisions"])
+def export_decisions(format: Literal["csv", "json"] = "csv", viewer: Viewer = Depends(api_viewer),
+                     db: sqlite3.Connection = Depends(database)) -> Response:
+    """Every decision in force you may see (admins: everyone's), one row per photo, as CSV or JSON."""
+    body, media_type = exports.encode(exports.decision_rows(db, viewer), format)
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/score", tags=["scoring"])

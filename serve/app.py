@@ -7,10 +7,12 @@ import sqlite3
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from knockoff_serve import api, pages
+from knockoff_serve import api, listing_pages, pages
 from knockoff_serve.auth import service_secret
 from knockoff_serve.live import LiveScorer
 from knockoff_serve.queue import Viewer
@@ -18,6 +20,10 @@ from knockoff_serve.references import working_gallery
 from knockoff_serve.settings import Settings
 from knockoff_serve.store import initialize, is_busy
 from knockoff_serve.web import LoginRequired, api_viewer, web_url
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import knockoff.wording as wording
+from knockoff.listings.sellers import risk_level
 
 TEMPLATES = Path(__file__).parent / "templates"
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -34,12 +40,27 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.scoring_slots = asyncio.Semaphore(2)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES))
     app.state.templates.env.filters["web_url"] = web_url
+    app.state.templates.env.globals.update(image_url=pages.image_url, risk_level=risk_level)
+    app.state.templates.env.filters.update(similarity=wording.similarity, distance=wording.distance,
+                                          probability=wording.probability, status_words=wording.status)
     app.include_router(pages.router)
+    app.include_router(listing_pages.router)
     app.include_router(api.router)
 
     @app.exception_handler(LoginRequired)
     def to_login(request: Request, error: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={error.next_url}", status.HTTP_303_SEE_OTHER)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return _error_page(request, error.status_code, error.detail, getattr(error, "headers", None)) \
+            or await http_exception_handler(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(part) for part in e.get('loc', ())[1:])}: {e.get('msg')}" for e in error.errors())
+        return _error_page(request, 422, f"this address has a value the page cannot take ({problems})", None) \
+            or await request_validation_exception_handler(request, error)
 
     @app.exception_handler(sqlite3.OperationalError)
     def store_busy(request: Request, error: sqlite3.OperationalError) -> Response:
@@ -77,11 +98,35 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _add_docs(app: FastAPI) -> None:
-    """OpenAPI schema and Swagger UI, behind the login, with Swagger UI's files served locally."""
-    import swagger_ui_bundle
+ERROR_TITLES = {400: "That request cannot be answered", 401: "Log in first", 403: "Not allowed",
+                404: "Not found", 409: "Someone else holds it", 413: "Too large", 422: "That address is not valid",
+                429: "Too many attempts"}
 
-    assets = Path(swagger_ui_bundle.swagger_ui_path)
+
+def _error_page(request: Request, status_code: int, detail: object, headers: dict | None) -> Response | None:
+    """An HTML page for a browser's page request; None for the API and for clients that do not
+    ask for HTML (they get FastAPI's JSON)."""
+    if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+        return None
+    from knockoff_serve.auth import SESSION_COOKIE, session_for
+    from knockoff_serve.store import closing, connect
+
+    settings = request.app.state.settings
+    with closing(connect(settings.database, settings.store_busy_timeout_s)) as connection:
+        session = session_for(connection, request.cookies.get(SESSION_COOKIE))
+    response = request.app.state.templates.TemplateResponse(
+        request, "error.html", {"session": session, "status_code": status_code, "detail": str(detail),
+                                "title": ERROR_TITLES.get(status_code, "Something went wrong")}, status_code=status_code)
+    response.headers.update({**(headers or {}), "Cache-Control": "no-store"})
+    return response
+
+
+def _add_docs(app: FastAPI) -> None:
+    """OpenAPI schema and Swagger UI, behind the login, with Swagger UI's files served locally
+    (Swagger UI 5, from the fastapi-swagger package: it reads the OpenAPI 3.1 FastAPI writes)."""
+    from importlib.resources import files
+
+    assets = Path(str(files("fastapi_swagger") / "resources"))
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(viewer: Viewer = Depends(api_viewer)) -> JSONResponse:

@@ -37,6 +37,7 @@ class Decided:
     decision_id: int
     item_id: int
     decision: str | None
+    items: int = 1  # how many items the act changed (a bulk or listing decision, or its undo)
 
 
 def lease_holder(connection: sqlite3.Connection, item_id: int, viewer: Viewer) -> str | None:
@@ -106,8 +107,9 @@ def _same_decision_in_force(connection: sqlite3.Connection, item: sqlite3.Row, v
 
 
 def bulk_decide(connection: sqlite3.Connection, item_ids: list[int], viewer: Viewer, decision: str,
-                note: str | None = None) -> tuple[list[int], list[int]]:
-    """Decide many items in one transaction: (decided ids, skipped ids: leased by others or not allowed)."""
+                note: str | None = None, kind: str = "bulk", subject: str | None = None) -> tuple[list[int], list[int]]:
+    """Decide many items in one transaction, as one act (a `batches` row that undo reverses
+    whole): (decided ids, skipped ids: leased by others or not allowed)."""
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}")
     if len(item_ids) > MAX_BULK:
@@ -116,36 +118,53 @@ def bulk_decide(connection: sqlite3.Connection, item_ids: list[int], viewer: Vie
         raise ValueError(f"a note holds at most {MAX_NOTE} characters, got {len(note)}")
     decided, skipped = [], []
     with write(connection):
+        batch = _batch(connection, viewer, kind, decision, subject)
         for item_id in dict.fromkeys(item_ids):
             try:
                 item = _changeable_item(connection, item_id, viewer)
             except (LeaseHeld, NotAllowed, LookupError):
                 skipped.append(item_id)
                 continue
-            _record(connection, item, viewer, "decide", decision, note, undoes=None)
+            _record(connection, item, viewer, "decide", decision, note, undoes=None, batch=batch)
             connection.execute("DELETE FROM leases WHERE item_id = ?", (item_id,))
             decided.append(item_id)
+        connection.execute("UPDATE batches SET items = ? WHERE id = ?", (len(decided), batch))
     return decided, skipped
 
 
-def undo_last(connection: sqlite3.Connection, viewer: Viewer) -> Decided | None:
-    """Revert the viewer's most recent decision that is still in force; None if there is none."""
-    with write(connection):
-        last = connection.execute(
-            """SELECT d.* FROM decisions d JOIN items i ON i.id = d.item_id
-               WHERE d.user_id = ? AND d.action = 'decide'
+def _batch(connection: sqlite3.Connection, viewer: Viewer, kind: str, decision: str | None, subject: str | None) -> int:
+    return connection.execute("INSERT INTO batches (user_id, kind, decision, items, subject) VALUES (?, ?, ?, 0, ?)",
+                              (viewer.id, kind, decision, subject)).lastrowid
+
+
+_IN_FORCE = """d.user_id = :me AND d.action = 'decide'
                  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)
-                 AND d.id = (SELECT MAX(id) FROM decisions WHERE item_id = d.item_id)
-               ORDER BY d.id DESC LIMIT 1""",
-            (viewer.id,),
-        ).fetchone()
+                 AND d.id = (SELECT MAX(id) FROM decisions WHERE item_id = d.item_id)"""
+
+
+def undo_last(connection: sqlite3.Connection, viewer: Viewer) -> Decided | None:
+    """Revert the viewer's most recent act still in force: one decision, or a whole bulk or
+    listing decision (each of its decisions still in force), as one undo act. None if there is none."""
+    with write(connection):
+        last = connection.execute(f"SELECT d.* FROM decisions d WHERE {_IN_FORCE} ORDER BY d.id DESC LIMIT 1",
+                                  {"me": viewer.id}).fetchone()
         if last is None:
             return None
-        item = connection.execute("SELECT * FROM items WHERE id = ?", (last["item_id"],)).fetchone()
-        restored = {"decision": last["previous_decision"], "decided_by": last["previous_decided_by"],
-                    "decided_at": last["previous_decided_at"]}
-        decision_id = _record(connection, item, viewer, "undo", None, None, undoes=last["id"], restored=restored)
-    return Decided(decision_id, last["item_id"], restored["decision"])
+        entries = [last] if last["batch"] is None else connection.execute(
+            f"SELECT d.* FROM decisions d WHERE d.batch = :batch AND {_IN_FORCE} ORDER BY d.id",
+            {"me": viewer.id, "batch": last["batch"]}).fetchall()
+        batch = None if last["batch"] is None else _batch(connection, viewer, "undo", None, str(last["batch"]))
+        first_id = None
+        for entry in entries:
+            item = connection.execute("SELECT * FROM items WHERE id = ?", (entry["item_id"],)).fetchone()
+            restored = {"decision": entry["previous_decision"], "decided_by": entry["previous_decided_by"],
+                        "decided_at": entry["previous_decided_at"]}
+            decision_id = _record(connection, item, viewer, "undo", None, None, undoes=entry["id"], restored=restored,
+                                  batch=batch)
+            first_id = first_id or decision_id
+        if batch is not None:
+            connection.execute("UPDATE batches SET items = ? WHERE id = ?", (len(entries), batch))
+    return Decided(first_id, entries[0]["item_id"], entries[0]["previous_decision"], items=len(entries))
 
 
 def history(connection: sqlite3.Connection, viewer: Viewer, item_id: int | None = None, limit: int = 200) -> list[sqlite3.Row]:
@@ -166,6 +185,20 @@ def history(connection: sqlite3.Connection, viewer: Viewer, item_id: int | None 
     ).fetchall()
 
 
+def acts(connection: sqlite3.Connection, viewer: Viewer, limit: int = 500) -> list[sqlite3.Row]:
+    """The audit as analysts acted, newest first: a bulk or listing decision (or its undo) is one
+    row with its item count (`kind`, `items`), a single decision one row of its own."""
+    where = "" if viewer.is_admin else "WHERE d.user_id = :me"
+    return connection.execute(
+        f"""SELECT COALESCE('b' || d.batch, 'd' || d.id) AS act, MIN(d.id) AS first_id, d.created_at, d.user_id,
+                   u.name AS user_name, COUNT(*) AS items, d.item_id, i.listing_id, d.action, d.decision,
+                   d.previous_decision, d.note, d.model_version, d.index_version, b.kind, b.subject, d.batch
+            FROM decisions d JOIN users u ON u.id = d.user_id JOIN items i ON i.id = d.item_id
+                 LEFT JOIN batches b ON b.id = d.batch
+            {where} GROUP BY act ORDER BY first_id DESC LIMIT :limit""",
+        {"me": viewer.id, "limit": limit}).fetchall()
+
+
 def _changeable_item(connection: sqlite3.Connection, item_id: int, viewer: Viewer) -> sqlite3.Row:
     item = connection.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
     if item is None:
@@ -181,13 +214,14 @@ def _changeable_item(connection: sqlite3.Connection, item_id: int, viewer: Viewe
 
 
 def _record(connection: sqlite3.Connection, item: sqlite3.Row, viewer: Viewer, action: str, decision: str | None,
-            note: str | None, undoes: int | None, restored: dict | None = None) -> int:
+            note: str | None, undoes: int | None, restored: dict | None = None, batch: int | None = None) -> int:
     decision_id = connection.execute(
         """INSERT INTO decisions (item_id, user_id, action, decision, note, previous_decision, previous_decided_by,
-                                  previous_decided_at, undoes, model_version, index_version)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                  previous_decided_at, undoes, model_version, index_version, batch)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (item["id"], viewer.id, action, decision if restored is None else restored["decision"], note,
-         item["decision"], item["decided_by"], item["decided_at"], undoes, item["model_version"], item["index_version"]),
+         item["decision"], item["decided_by"], item["decided_at"], undoes, item["model_version"], item["index_version"],
+         batch),
     ).lastrowid
     if restored is None:
         connection.execute(

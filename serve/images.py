@@ -4,7 +4,8 @@ Clients never name a file: they ask for an item's photo or one of its evidence i
 item id, and the server looks the path up. That path must resolve (symlinks followed) inside
 an allowed root, and the bytes sent are always a freshly encoded JPEG thumbnail of a decoded
 image, so no request can read an arbitrary file. Thumbnails are cached on disk by path,
-modification time and size. Every image passes the decode guard screening uses
+modification time and size, and addressed by a hash of the same (`version`): page links carry
+it, so a response may be cached for good and a rescore never shows an old image. Every image passes the decode guard screening uses
 (knockoff.images.decode: pixels and decoded bytes), two at a time.
 """
 
@@ -40,6 +41,13 @@ def resolve_inside(path: str, base: Path, roots: tuple[Path, ...]) -> Path:
 # many requests arrive together.
 DECODE_SLOTS = threading.BoundedSemaphore(2)
 PLACEHOLDER_SUFFIX = ".not-shown.jpg"  # a thumbnail that says why the image is not shown
+
+
+def version(real_path: Path) -> str:
+    """The image's address: a hash of the file it is now (path, modification time, size). Page
+    links carry it, so a browser's cache can never show an old image under new evidence."""
+    stat = real_path.stat()
+    return hashlib.sha1(f"{real_path}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:16]
 
 
 def thumbnail(real_path: Path, px: int, cache_dir: Path) -> Path:

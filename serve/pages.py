@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import pass_context
 from knockoff_serve import decisions as decision_store
+from knockoff_serve import exports
 from knockoff_serve import queue as queue_store
 from knockoff_serve import sellers as seller_store
 from knockoff_serve.auth import (
@@ -25,7 +27,7 @@ from knockoff_serve.auth import (
     start_session,
     valid_login_csrf,
 )
-from knockoff_serve.images import ImageNotAllowed, not_shown_reason, resolve_inside, thumbnail
+from knockoff_serve.images import ImageNotAllowed, not_shown_reason, resolve_inside, thumbnail, version
 from knockoff_serve.web import ItemId, OptionalItemId, check_form_csrf, database, page_session, safe_next, settings_of, visible_item
 
 router = APIRouter(include_in_schema=False)
@@ -81,8 +83,11 @@ def logout(request: Request, csrf_token: str = Form(""), session: Session = Depe
 
 
 @router.get("/")
-def home(session: Session = Depends(page_session)) -> Response:
-    return RedirectResponse("/queue", status.HTTP_303_SEE_OTHER)
+def home(session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
+    """Listings when the runs have them (the unit takedowns act on), else photos."""
+    from knockoff_serve.listings import has_listings
+
+    return RedirectResponse("/listings" if has_listings(db) else "/queue", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/queue")
@@ -98,7 +103,7 @@ def queue_page(request: Request, after: str | None = None, before: str | None = 
     return render(
         request, "queue.html", session=session, filter=queue_filter, page=page, message=message,
         counts=queue_store.counts(db, queue_filter, session.viewer),
-        products=queue_store.distinct_values(db, "product"), brands=queue_store.distinct_values(db, "brand"),
+        facets=queue_store.facet_counts(db, queue_filter, session.viewer),
         runs=db.execute("SELECT id, name, rows, imported_at FROM runs ORDER BY id").fetchall(),
         analysts=db.execute("SELECT id, name FROM users ORDER BY name").fetchall() if session.viewer.is_admin else [],
         users=_user_names(db),
@@ -153,16 +158,21 @@ def seller_page(request: Request, seller_id: SellerId, marketplace: Marketplace 
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such seller")
     back = (f"/seller?id={quote(seller_id, safe='')}&marketplace={quote(marketplace, safe='')}"
             + (f"&run={run}" if run else ""))
+    summaries = {r["run_id"]: seller_store.risk_of(db, r["run_id"], marketplace, seller_id) for r in risk}
     return render(request, "seller.html", session=session, seller_id=seller_id, marketplace=marketplace, risk=risk,
-                  listings=listings, message=message, back=back, users=_user_names(db))
+                  summaries=summaries, listings=listings, message=message, back=back, users=_user_names(db))
+
+
+PackFormat = Literal["html", "pdf", "csv"]
 
 
 @router.get("/seller/evidence")
 def seller_evidence(request: Request, seller_id: SellerId, run: Annotated[int, Query(ge=1, le=2**63 - 1)],
-                    marketplace: Marketplace = "", session: Session = Depends(page_session),
+                    marketplace: Marketplace = "", format: PackFormat = "html", session: Session = Depends(page_session),
                     db: sqlite3.Connection = Depends(database)) -> Response:
-    """The seller's evidence pack for one screening run, as one self-contained HTML file
-    (`knockoff evidence` also prints it to PDF and writes the takedown CSV)."""
+    """The seller's evidence pack for one screening run: one self-contained HTML file, that
+    file printed to PDF (headless Chromium), or the takedown CSV (`knockoff evidence` writes
+    the same three)."""
     import tempfile
 
     from knockoff.listings.evidence import write_evidence
@@ -176,15 +186,21 @@ def seller_evidence(request: Request, seller_id: SellerId, run: Annotated[int, Q
     with tempfile.TemporaryDirectory(prefix="knockoff-evidence-") as scratch:
         try:
             pack = write_evidence(Path(found["path"]), seller_id, Path(scratch), settings.database, settings.data_root,
-                                  pdf=False, marketplace=marketplace or None)
+                                  pdf=format == "pdf", marketplace=marketplace or None)
         except ValueError as missing:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(missing)) from None
-        body = pack.html.read_bytes()
-    # an ASCII name for every client, the seller's own (RFC 5987) for those that read it
-    fallback = pack.html.name.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
-    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(pack.html.name, safe='')}"
-    return Response(body, media_type="text/html; charset=utf-8",
-                    headers={"Content-Disposition": disposition, "Cache-Control": "no-store"})
+        if format == "pdf" and pack.pdf is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, pack.warning or "no PDF could be printed")
+        chosen = {"html": (pack.html, "text/html; charset=utf-8"), "pdf": (pack.pdf, "application/pdf"),
+                  "csv": (pack.csv, "text/csv; charset=utf-8")}[format]
+        return download(chosen[0].read_bytes(), chosen[0].name, chosen[1])
+
+
+def download(body: bytes, name: str, media_type: str) -> Response:
+    """A file to save, named for every client: ASCII for all, the real name (RFC 5987) for those that read it."""
+    fallback = name.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition, "Cache-Control": "no-store"})
 
 
 @router.get("/items/next")
@@ -342,43 +358,86 @@ def undo_form(request: Request, csrf_token: str = Form(""), session: Session = D
               db: sqlite3.Connection = Depends(database)) -> Response:
     check_form_csrf(session, csrf_token)
     undone = decision_store.undo_last(db, session.viewer)
-    target = f"/items/{undone.item_id}?{_filter(request).query_string()}" if undone else "/queue?message=Nothing+to+undo."
+    if undone is None:
+        target = "/queue?message=Nothing+to+undo."
+    elif undone.items > 1:  # a bulk or listing decision, reversed whole
+        target = f"/queue?{_filter(request).query_string(message=f'Undone: {undone.items} decisions of one act')}"
+    else:
+        target = f"/items/{undone.item_id}?{_filter(request).query_string()}"
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/decisions")
 def decisions_page(request: Request, session: Session = Depends(page_session),
                    db: sqlite3.Connection = Depends(database)) -> HTMLResponse:
-    return render(request, "decisions.html", session=session, rows=decision_store.history(db, session.viewer, limit=500))
+    return render(request, "decisions.html", session=session, rows=decision_store.acts(db, session.viewer, limit=500))
+
+
+@router.get("/decisions/export")
+def export_decisions(format: Literal["csv", "json"] = "csv", session: Session = Depends(page_session),
+                     db: sqlite3.Connection = Depends(database)) -> Response:
+    """Every decision in force that the viewer may see, as a file (admins: everyone's)."""
+    body, media_type = exports.encode(exports.decision_rows(db, session.viewer), format)
+    return download(body, f"knockoff-decisions.{format}", media_type)
+
+
+ImageVersion = Annotated[str | None, Query(max_length=40, pattern="^[0-9a-f]+$")]
 
 
 @router.get("/images/items/{item_id}")
-def listing_image(request: Request, item_id: ItemId, full: bool = False, session: Session = Depends(page_session),
-                  db: sqlite3.Connection = Depends(database)) -> Response:
+def listing_image(request: Request, item_id: ItemId, full: bool = False, v: ImageVersion = None,
+                  session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
     item = visible_item(db, item_id, session.viewer)
-    return _image(request, item["path"], Path.cwd(), full)
+    return _image(request, item["path"], Path.cwd(), full, v)
 
 
 @router.get("/images/items/{item_id}/{group}/{rank}")
-def evidence_image(request: Request, item_id: ItemId, group: str, rank: int, full: bool = False,
+def evidence_image(request: Request, item_id: ItemId, group: str, rank: int, full: bool = False, v: ImageVersion = None,
                    session: Session = Depends(page_session), db: sqlite3.Connection = Depends(database)) -> Response:
     if group not in EVIDENCE_GROUPS:
         raise HTTPException(status.HTTP_404_NOT_FOUND)
     references = _evidence(visible_item(db, item_id, session.viewer))[group]
     if not 0 <= rank < len(references):
         raise HTTPException(status.HTTP_404_NOT_FOUND)
-    reference = references[rank]
-    return _image(request, reference.get("path") or reference["reference_path"], settings_of(request).data_root, full)
+    return _image(request, reference_path(references[rank]), settings_of(request).data_root, full, v)
 
 
-def _image(request: Request, path: str, base: Path, full: bool) -> Response:
+def reference_path(reference: dict) -> str:
+    return reference.get("path") or reference["reference_path"]
+
+
+@pass_context
+def image_url(context, item, group: str | None = None, rank: int | None = None, full: bool = False) -> str:
+    """The page's link to an item's photo (or its `group`'s `rank`-th evidence image), carrying
+    the image's version: the link changes when the image does, so it is cached for good."""
+    settings = context["request"].app.state.settings
+    url = f"/images/items/{item['id']}" + (f"/{group}/{rank}" if group is not None else "")
+    if group is None:
+        path, base = item["path"], Path.cwd()
+    else:
+        references = _evidence(item)[group]
+        if not 0 <= rank < len(references):
+            return url
+        path, base = reference_path(references[rank]), settings.data_root
+    try:
+        address = version(resolve_inside(path, base, settings.allowed_roots()))
+    except (ImageNotAllowed, OSError):  # the image route says why it is not shown
+        return url + ("?full=1" if full else "")
+    return f"{url}?v={address}" + ("&full=1" if full else "")
+
+
+def _image(request: Request, path: str, base: Path, full: bool, wanted: str | None = None) -> Response:
     settings = settings_of(request)
     try:
         real = resolve_inside(path, base, settings.allowed_roots())
+        current = version(real)
+        if wanted is not None and wanted != current:  # a link from before a rescore: never the new image under it
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "this image has changed since the page was made: reload the page")
         cached = thumbnail(real, 1600 if full else settings.thumbnail_px, settings.thumbnails)
     except ImageNotAllowed as refused:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(refused)) from None
-    headers = {"Cache-Control": "private, max-age=86400"}
+    # addressed by its version: cached for good; without one: revalidated every time
+    headers = {"Cache-Control": "private, max-age=31536000, immutable" if wanted else "private, no-cache"}
     reason = not_shown_reason(cached)
     if reason:  # over the decode ceiling, or no image: the header and the placeholder's pixels say why
         headers["X-Knockoff-Not-Shown"] = reason
@@ -393,7 +452,7 @@ def _evidence(item: sqlite3.Row) -> dict[str, list[dict]]:
 def _filter(request: Request, form=None) -> queue_store.QueueFilter:
     values = dict(request.query_params)
     if form is not None:
-        values.update({k: v for k, v in form.items() if isinstance(v, str) and k.startswith(("status", "product", "brand", "min_", "max_", "run", "decided_by", "screening"))})
+        values.update({k: v for k, v in form.items() if isinstance(v, str) and k in queue_store.FILTER_KEYS})
     try:
         return queue_store.QueueFilter.from_query(values)
     except ValueError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -68,31 +69,75 @@ def import_results(connection: sqlite3.Connection, path: Path) -> tuple[int, boo
             f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) VALUES ({', '.join('?' * len(_ITEM_COLUMNS))})",
             (_item_values(run_id, position, row) for position, row in enumerate(rows)),
         )
+        sellers, listings = _sellers_and_listings(path)
         connection.executemany(
             f"INSERT INTO sellers (run_id, {', '.join(_SELLER_COLUMNS)}) VALUES (?, {', '.join('?' * len(_SELLER_COLUMNS))})",
-            ((run_id, *(seller[c] for c in _SELLER_COLUMNS)) for seller in _sellers(path)),
+            ((run_id, *(seller[c] for c in _SELLER_COLUMNS)) for seller in sellers),
         )
+        _insert_listings(connection, run_id, listings)
     return run_id, True
 
 
-def _sellers(path: Path) -> list[dict]:
-    """The run's sellers with their risk (Parquet results naming sellers; else none). Results
-    screened before listing calibration carry no held-back scores to judge listings with:
-    their photos are imported, their sellers are not ranked (screen again to rank them)."""
+def _sellers_and_listings(path: Path) -> tuple[list[dict], list[dict]]:
+    """The run's sellers with their risk, and its listings with their verdicts (Parquet results
+    with listing calibration; else none). Results screened before listing calibration carry no
+    held-back scores to judge listings with: their photos are imported and reviewed one by one,
+    their listings and sellers are not (screen again to have them)."""
     from knockoff.scoring.held_back import METADATA_KEY
 
     if path.suffix not in (".parquet", ".pq"):
-        return []
+        return [], []
     schema = pq.read_schema(path)
-    if "seller_id" not in schema.names or METADATA_KEY not in (schema.metadata or {}):
-        return []
+    if "listing_id" not in schema.names or METADATA_KEY not in (schema.metadata or {}):
+        return [], []
     import tempfile
 
-    from knockoff.listings import write_sellers
+    from knockoff.listings import write_listings, write_sellers
 
     with tempfile.TemporaryDirectory(prefix="knockoff-import-") as scratch:
-        sellers = write_sellers(path, Path(scratch) / "sellers.parquet").to_pylist()
-    return [{**s, "marketplace": s["marketplace"] or ""} for s in sellers if s["seller_id"] is not None]
+        listings_path = Path(scratch) / "listings.parquet"
+        if "seller_id" in schema.names:
+            sellers = write_sellers(path, Path(scratch) / "sellers.parquet", listings_out=listings_path).to_pylist()
+        else:
+            sellers = []
+            write_listings(path, listings_path)
+        listings = pq.read_table(listings_path).to_pylist()
+    return ([{**s, "marketplace": s["marketplace"] or ""} for s in sellers if s["seller_id"] is not None],
+            [listing for listing in listings if listing["listing_id"] is not None])
+
+
+_LISTING_COLUMNS = ("marketplace", "seller_id", "listing_id", "title", "price", "currency", "listing_url", "photos",
+                    "scored_photos", "flagged_photos", "status", "status_reason", "score", "flagged", "threshold",
+                    "expected_precision", "probability", "product", "claimed_product", "product_mismatch", "brand",
+                    "top_photo", "reused_photos", "reference_copies", "rank")
+
+
+def _insert_listings(connection: sqlite3.Connection, run_id: int, listings: list[dict]) -> None:
+    """The run's listings, each photo tied to its listing, every photo of it pending."""
+    def values(listing: dict) -> tuple:
+        threshold = listing["threshold"]
+        row = {**listing, "marketplace": listing["marketplace"] or "", "seller_id": listing["seller_id"] or "",
+               "status_reason": listing["top_photo_reason"], "flagged": bool(listing["flagged"]),
+               "threshold": threshold if threshold is not None and math.isfinite(threshold) else None,
+               "rank": queue_rank({"score": listing["score"], "flagged": listing["flagged"],
+                                   "error": listing["status"] == "error"})}
+        return (run_id, *(row[c] for c in _LISTING_COLUMNS))
+
+    connection.executemany(
+        f"INSERT INTO listings (run_id, {', '.join(_LISTING_COLUMNS)}) VALUES (?, {', '.join('?' * len(_LISTING_COLUMNS))})",
+        (values(listing) for listing in listings))
+    connection.execute(
+        """UPDATE items SET listing_row = (SELECT l.id FROM listings l WHERE l.run_id = items.run_id
+               AND l.marketplace = COALESCE(items.marketplace, '') AND l.seller_id = COALESCE(items.seller_id, '')
+               AND l.listing_id = items.listing_id)
+           WHERE run_id = ? AND listing_id IS NOT NULL""", (run_id,))
+    connection.execute(
+        """UPDATE listings SET pending = (SELECT COUNT(*) FROM items i WHERE i.listing_row = listings.id
+               AND i.decision IS NULL AND i.error IS NULL),
+               top_item = COALESCE(
+                   (SELECT i.id FROM items i WHERE i.listing_row = listings.id AND i.path = listings.top_photo LIMIT 1),
+                   (SELECT i.id FROM items i WHERE i.listing_row = listings.id ORDER BY i.rank DESC, i.id LIMIT 1))
+           WHERE run_id = ?""", (run_id,))
 
 
 def _item_values(run_id: int, position: int, row: dict) -> tuple:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from knockoff_serve.auth import Viewer
 from knockoff_serve.queue import visible_to
 
+from knockoff.listings.sellers import RiskSummary, risk_summary
+
 SELLERS_PER_PAGE = 100
 
 
@@ -95,3 +97,17 @@ def reuse(connection: sqlite3.Connection, item: sqlite3.Row) -> tuple[int, int]:
         {"path": item["path"], "run": item["run_id"], "listing": item["listing_id"], "group": item["duplicate_group"],
          "seller": item["seller_id"] or "", "marketplace": item["marketplace"] or ""}).fetchone()
     return int(row["listings"]), int(row["sellers"])
+
+
+def risk_of(connection: sqlite3.Connection, run_id: int, marketplace: str, seller_id: str) -> RiskSummary | None:
+    """What a seller's figures mean in one run (`knockoff.listings.sellers.risk_summary`): its
+    judged listings' p(counterfeit) summed, with an interval, and a level in words. None for
+    photos sold by nobody named."""
+    if not seller_id:
+        return None
+    rows = connection.execute(
+        "SELECT status, probability, flagged FROM listings WHERE run_id = ? AND marketplace = ? AND seller_id = ?",
+        (run_id, marketplace or "", seller_id)).fetchall()
+    judged = [r for r in rows if r["status"] == "scored"]
+    q = [r["probability"] if r["probability"] is not None else float(bool(r["flagged"])) for r in judged]
+    return risk_summary(q, sum(bool(r["flagged"]) for r in judged), sum(r["status"] == "unsupported" for r in rows))

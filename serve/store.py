@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS items (
     currency TEXT,
     duplicate_group INTEGER,      -- rows of a run showing the same photograph share it
     reference_copy TEXT,          -- the gallery reference this photo copies
+    listing_row INTEGER REFERENCES listings(id),  -- the listing it belongs to (NULL: a photo of no listing)
     rank REAL NOT NULL,           -- queue order: flagged first, then by score; failed rows last
     decision TEXT CHECK (decision IN ('counterfeit', 'genuine', 'unsure')),
     decided_by INTEGER REFERENCES users(id),
@@ -97,6 +98,54 @@ CREATE INDEX IF NOT EXISTS items_by_seller ON items (seller_id, rank DESC, id);
 CREATE INDEX IF NOT EXISTS items_by_listing ON items (run_id, listing_id);
 CREATE INDEX IF NOT EXISTS items_by_path ON items (path);
 CREATE INDEX IF NOT EXISTS items_by_duplicate ON items (run_id, duplicate_group);
+CREATE INDEX IF NOT EXISTS items_by_listing_row ON items (listing_row);
+-- Per run, each listing's verdict as `knockoff listings` computes it (knockoff/listings/verdicts.py):
+-- the unit analysts review and act on. `pending` and `decision` follow its photos (triggers below).
+CREATE TABLE IF NOT EXISTS listings (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    marketplace TEXT NOT NULL DEFAULT '',
+    seller_id TEXT NOT NULL DEFAULT '',
+    listing_id TEXT NOT NULL,
+    title TEXT,
+    price REAL,
+    currency TEXT,
+    listing_url TEXT,
+    photos INTEGER NOT NULL,
+    scored_photos INTEGER NOT NULL,
+    flagged_photos INTEGER NOT NULL,
+    status TEXT,                  -- its most telling photo's screening status
+    status_reason TEXT,           -- why that photo was not judged, when none was
+    score REAL,                   -- highest p(counterfeit) among its judged photos
+    flagged INTEGER NOT NULL,     -- score >= the listing threshold
+    threshold REAL,               -- the listing threshold (NULL: nothing of its kind can be flagged)
+    expected_precision REAL,      -- the precision bound at that threshold
+    probability REAL,             -- p(counterfeit) at the run's share of fakes
+    product TEXT,
+    claimed_product TEXT,
+    product_mismatch INTEGER,
+    brand TEXT,
+    top_photo TEXT,
+    top_item INTEGER,             -- the item of its top photo
+    reused_photos INTEGER,
+    reference_copies INTEGER,
+    rank REAL NOT NULL,           -- queue order, as for photos
+    pending INTEGER NOT NULL DEFAULT 0,  -- photos still to decide
+    decision TEXT,                -- counterfeit | genuine | unsure when all its decided photos agree; mixed; NULL: none decided
+    UNIQUE (run_id, marketplace, seller_id, listing_id)
+);
+CREATE INDEX IF NOT EXISTS listings_queue ON listings (rank DESC, id);
+CREATE INDEX IF NOT EXISTS listings_by_seller ON listings (seller_id, rank DESC, id);
+CREATE INDEX IF NOT EXISTS listings_by_product ON listings (product, rank DESC, id);
+CREATE INDEX IF NOT EXISTS listings_by_price ON listings (price, id);
+CREATE TRIGGER IF NOT EXISTS listing_follows_its_photos AFTER UPDATE OF decision ON items
+WHEN NEW.listing_row IS NOT NULL BEGIN
+    UPDATE listings SET
+        pending = (SELECT COUNT(*) FROM items WHERE listing_row = NEW.listing_row AND decision IS NULL AND error IS NULL),
+        decision = (SELECT CASE WHEN COUNT(DISTINCT decision) = 0 THEN NULL WHEN COUNT(DISTINCT decision) = 1 THEN MAX(decision)
+                                ELSE 'mixed' END FROM items WHERE listing_row = NEW.listing_row AND error IS NULL)
+    WHERE id = NEW.listing_row;
+END;
 -- Per run, each seller's risk as `knockoff sellers` computes it (knockoff/listings/sellers.py)
 -- A seller is its id on its marketplace ('' when the results name none).
 CREATE TABLE IF NOT EXISTS sellers (
@@ -127,10 +176,23 @@ CREATE TABLE IF NOT EXISTS decisions (
     undoes INTEGER REFERENCES decisions(id),
     model_version TEXT,
     index_version TEXT,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    batch INTEGER REFERENCES batches(id)  -- the one act (a bulk or listing decision, its undo) it was part of
 );
 CREATE INDEX IF NOT EXISTS decisions_by_user ON decisions (user_id, id);
 CREATE INDEX IF NOT EXISTS decisions_by_item ON decisions (item_id, id);
+CREATE INDEX IF NOT EXISTS decisions_by_batch ON decisions (batch);
+-- One act over many items (a bulk decision, a listing's decision, the undo of either), as the
+-- analyst made it: the audit reads it as one act and undo reverses it whole.
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    kind TEXT NOT NULL CHECK (kind IN ('bulk', 'listing', 'undo')),
+    decision TEXT,
+    items INTEGER NOT NULL,
+    subject TEXT,                 -- the listing decided, or the batch an undo reverses
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 -- Every change to the service's gallery, proposed or made: who, when, which photo, which
 -- label, the gallery versions before and after (serve/references.py).
 CREATE TABLE IF NOT EXISTS gallery_changes (
@@ -177,7 +239,8 @@ def is_busy(error: sqlite3.OperationalError) -> bool:
 _ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"), ("items", "matched_product", "TEXT"),
                   ("items", "seller_id", "TEXT"), ("items", "marketplace", "TEXT"), ("items", "listing_url", "TEXT"),
                   ("items", "title", "TEXT"), ("items", "price", "REAL"), ("items", "currency", "TEXT"),
-                  ("items", "duplicate_group", "INTEGER"), ("items", "reference_copy", "TEXT"))
+                  ("items", "duplicate_group", "INTEGER"), ("items", "reference_copy", "TEXT"),
+                  ("decisions", "batch", "INTEGER"), ("items", "listing_row", "INTEGER"))
 
 
 def initialize(path: Path) -> None:
@@ -198,7 +261,8 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
         return
     present = {row["name"] for row in connection.execute("PRAGMA table_info(items)")}
     for table, column, kind in _ADDED_COLUMNS:
-        if column not in present:
+        columns = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if columns and column not in columns:
             connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     if "status" not in present:
         connection.execute("UPDATE items SET status = CASE WHEN error IS NULL THEN 'scored' ELSE 'error' END")

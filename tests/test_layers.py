@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import REPO
 
 # Lowest first: a stage may import the stages before it, never one after it.
-STAGES = ("params", "scratch", "images", "data", "runtime", "scoring", "gallery", "screening", "listings", "evaluation", "model",
+STAGES = ("params", "scratch", "wording", "images", "data", "runtime", "scoring", "gallery", "screening", "listings", "evaluation", "model",
           "serve", "cli")
 TORCH = frozenset({"torch", "torchvision", "timm", "albumentations"})
 # The packages on disk: knockoff/ and the review service, installed as knockoff_serve.

@@ -43,6 +43,7 @@ def sellers(
     """One row per seller, ranked by risk: the expected counterfeit share of its judged
     listings, shrunk towards the run's base rate (knockoff/listings/sellers.py)."""
     from knockoff.listings import write_sellers
+    from knockoff.listings.sellers import summary_of
 
     try:
         table = write_sellers(results, out, store)
@@ -50,9 +51,8 @@ def sellers(
         fail(error)
     typer.echo(f"{table.num_rows} sellers -> {out}")
     for row in table.slice(0, top).to_pylist():
-        typer.echo(f"  {row['seller_id'] or '(no seller id)'}: risk {row['risk']:.3f}, {row['flagged_listings']} of "
-                   f"{row['judged_listings']} judged listings flagged ({row['listings']} listings, "
-                   f"{row['confirmed_fakes']} confirmed fakes)")
+        typer.echo(f"  {row['seller_id'] or '(no seller id)'}: {summary_of(row).words()} ({row['listings']} listings, "
+                   f"{row['confirmed_fakes']} confirmed fakes; ranking score {row['risk']:.3f})")
 
 
 @app.command()

@@ -37,6 +37,15 @@ def review(
 
     from knockoff.data import data_root
 
+    from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, shipped
+
+    def found(path: Path, default: Path) -> Path:  # the shipped model and gallery from any folder; review runs without
+        try:
+            return shipped(path, default)
+        except FileNotFoundError:
+            return path
+
+    model, index = found(model, DEFAULT_MODEL), found(index, DEFAULT_GALLERY)
     settings = Settings(model=model, gallery=index, edit_gallery_in_place=edit_gallery_in_place,
                         image_roots=tuple(image_root or ()), data_root=data_root(),
                         secure_cookies=secure_cookies)

@@ -40,15 +40,19 @@ def screen(
     genuine references and known fakes as evidence. An unreadable image is a row with
     `error` set; the run goes on. Rows are committed in parts as they come: after an
     interruption, `--resume` screens only what is missing. The defaults use the model and
-    gallery under models/: the working folder's, else those of the checkout Knockoff is
-    installed from, so it runs from any folder.
+    gallery under models/: KNOCKOFF_MODELS's (a folder holding knockoff.onnx and gallery/), else
+    the working folder's, else those of the checkout Knockoff is installed from, so it runs
+    from any folder; none of them: the error names every place it looked.
     """
     from knockoff.runtime.sessions import DeviceUnavailableError
     from knockoff.screening.duplicates import DuplicateOptions
     from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, ScreenOptions, shipped
     from knockoff.screening.screen import screen as run_screen
 
-    model, index = shipped(model, DEFAULT_MODEL), shipped(index, DEFAULT_GALLERY)
+    try:
+        model, index = shipped(model, DEFAULT_MODEL), shipped(index, DEFAULT_GALLERY)
+    except FileNotFoundError as missing:
+        fail(missing)
 
     if download_deadline is not None:
         from knockoff.images import decode

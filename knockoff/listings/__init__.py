@@ -79,12 +79,13 @@ def _per_brand(listings: pa.Table) -> list[tuple[str, int, float]]:
 
 
 def write_sellers(results: Path, out: Path, store: Path | None = None, strength: float = PRIOR_STRENGTH,
-                  rows_per_partition: int = ROWS_PER_PARTITION) -> pa.Table:
+                  rows_per_partition: int = ROWS_PER_PARTITION, listings_out: Path | None = None) -> pa.Table:
     """One row per seller, highest risk first; `store` (the review service's knockoff.db) adds
-    the listings analysts confirmed counterfeit. Returns the sellers table."""
+    the listings analysts confirmed counterfeit. Returns the sellers table; `listings_out`
+    keeps the listings it was computed from (`write_listings`'s file)."""
     confirmed = confirmed_listings(store) if store else pa.array([], pa.string())
     with scratch_folder("sellers") as scratch:
-        listings_path = scratch / "listings.parquet"
+        listings_path = listings_out or scratch / "listings.parquet"
         summary = write_listings(results, listings_path, rows_per_partition)
         parts = []
         for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):

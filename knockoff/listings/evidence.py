@@ -23,8 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+import knockoff.wording as wording
 from knockoff.images.decode import ImageLoadError, jpeg_region, jpeg_thumbnail, placeholder_jpeg
 from knockoff.listings.calibration import read_listing_calibration
+from knockoff.listings.sellers import RiskSummary, risk_summary
 from knockoff.listings.verdicts import listing_verdicts
 
 THUMBNAIL_PX = 240
@@ -71,7 +73,11 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "evidence-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in seller)
     html_path, csv_path = out_dir / f"{stem}.html", out_dir / f"{stem}-takedown.csv"
-    html_path.write_text(render(seller, chosen, rows, decisions, reuse, metadata, data_root, len(verdicts)), encoding="utf-8")
+    judged = [v for v in verdicts if v["status"] == "scored"]
+    risk = risk_summary([v["probability"] if v["probability"] is not None else float(v["flagged"]) for v in judged],
+                        sum(bool(v["flagged"]) for v in judged), sum(v["status"] == "unsupported" for v in verdicts))
+    html_path.write_text(render(seller, chosen, rows, decisions, reuse, metadata, data_root, len(verdicts), risk),
+                         encoding="utf-8")
     write_takedown_csv(csv_path, chosen, decisions)
     pdf_path, warning = None, None
     if pdf:
@@ -152,10 +158,10 @@ def write_takedown_csv(path: Path, chosen: list[dict], decisions: dict[tuple[str
         writer.writerow(TAKEDOWN_COLUMNS)
         for listing in chosen:
             values = {**listing, "decision": by_listing.get(listing["listing_id"], "")}
-            writer.writerow([_cell(values.get(name)) for name in TAKEDOWN_COLUMNS])
+            writer.writerow([csv_cell(values.get(name)) for name in TAKEDOWN_COLUMNS])
 
 
-def _cell(value: object) -> str:
+def csv_cell(value: object) -> str:
     """A CSV cell a spreadsheet will not execute: text starting with = + - @ (or a tab or
     carriage return), in their full-width forms too (＝ ＋ － ＠, which spreadsheets read as
     the same), is prefixed with an apostrophe (OWASP's advice on CSV injection)."""
@@ -169,7 +175,8 @@ def _cell(value: object) -> str:
 
 
 def render(seller: str, chosen: list[dict], rows: list[dict], decisions: dict[tuple[str, str], Decision],
-           reuse: dict[str, tuple[int, int]], metadata: dict[str, str], data_root: Path, listing_count: int) -> str:
+           reuse: dict[str, tuple[int, int]], metadata: dict[str, str], data_root: Path, listing_count: int,
+           risk: RiskSummary | None = None) -> str:
     e = html.escape
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sections = [_listing_section(v, [r for r in rows if (r["listing_id"] or r["path"]) == v["listing_id"]], decisions,
@@ -192,13 +199,21 @@ figcaption {{ font-size: 11px; color: #5b6b7c; word-break: break-all; }} .flag {
 <h1>Evidence pack: seller {e(seller)}</h1>
 <div class="meta">Generated {e(generated)} by Knockoff · model {e(metadata.get('knockoff.model_version', '?'))} ·
 gallery {e(metadata.get('knockoff.index_version', '?'))} · {len(chosen)} of {listing_count} listings flagged or confirmed counterfeit</div>
+{_risk_line(risk) if risk else ""}
 <p class="muted">Each listing: its photos (dark border) beside the nearest genuine references (green) and known fakes (red) of
-the product it was judged against, with cosine similarity. The score is the calibrated probability of a counterfeit of its
+the product it was judged against, with their similarity (the cosine of the two photos' embeddings as a percentage;
+100% is the same photo, 0% or less "unlike"). The score is the calibrated probability of a counterfeit of its
 most incriminating photo; the threshold is the listing threshold its product and number of judged photos were held to
 in this run, set for the target precision at the run's estimated share of fakes.</p>
 {''.join(sections) or '<p>No listing of this seller is flagged or confirmed counterfeit.</p>'}
 </body></html>
 """
+
+
+def _risk_line(risk: RiskSummary) -> str:
+    return (f"<p id='seller-risk'><b>Seller: {html.escape(risk.words())}</b>. Each judged listing's chance of being "
+            "counterfeit at the run's share of fakes, added up; the interval holds the true count 9 times in 10 if those "
+            "chances are right.</p>")
 
 
 def _score_line(listing: dict) -> str:
@@ -216,7 +231,7 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
     facts = [("Listing", listing["listing_id"]), ("URL", listing.get("listing_url")), ("Marketplace", listing.get("marketplace")),
              ("Title", listing.get("title")),
              ("Price", f"{listing['price']:.2f} {listing.get('currency') or ''}" if listing.get("price") is not None else None),
-             ("Status", listing["status"]),
+             ("Status", wording.status(listing["status"])),
              ("Score", _score_line(listing) if listing.get("score") is not None else None),
              ("Product", listing.get("product"))]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts if v)
@@ -230,18 +245,22 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
         if others:
             notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} also appears in {others} other listing(s) "
                          f"of {sellers} other seller(s).</div>")
-        if photo.get("reference_copy"):
-            genuine = photo.get("status") == "copy"
-            what = ("a copy of the genuine reference {}: a reused photo, which proves nothing about the goods" if genuine
-                    else "a copy of the known fake {}: the same photo as a confirmed counterfeit")
-            notes.append(f"<div class='flag'>Photo {e(Path(photo['path']).name)} is "
-                         f"{what.format(e(photo['reference_copy']))}.</div>")
-            figures.append(_figure(photo["reference_copy"], "the reference it copies", "genuine" if genuine else "fake", data_root))
-        score = f"{photo['score']:.3f}" if photo.get("score") is not None else photo["status"]
+        copied = photo.get("reference_copy")
+        score = f"{photo['score']:.3f}" if photo.get("score") is not None else wording.status(photo["status"])
         figures.append(_figure(photo["path"], f"listing photo · {score}", "listing", Path(".")))
+        if copied:  # said once, in the colour of what it means, and the copied file shown once
+            genuine = photo.get("status") == "copy"
+            name = e(Path(copied).name)
+            notes.append(f"<div class='muted'>Caution: photo {e(Path(photo['path']).name)} copies the genuine reference {name}: "
+                         "a reused brand photo, which proves nothing about the goods sold.</div>" if genuine else
+                         f"<div class='flag'>Evidence against the listing: photo {e(Path(photo['path']).name)} copies the known "
+                         f"fake {name}, the photo of a confirmed counterfeit.</div>")
+            figures.append(_figure(copied, f"the {'genuine reference' if genuine else 'known fake'} it copies",
+                                   "genuine" if genuine else "fake", data_root))
         for group, kind in (("nearest_genuine", "genuine"), ("nearest_fake", "fake")):
-            for reference in (photo.get(group) or [])[:2]:
-                figures.append(_figure(reference["path"], f"{kind} reference · {reference['similarity']:.3f}", kind, data_root))
+            for reference in [r for r in (photo.get(group) or []) if r["path"] != copied][:2]:
+                figures.append(_figure(reference["path"], f"{kind} reference · {wording.similarity(reference['similarity'])}",
+                                       kind, data_root))
         figures += _region_pairs(photo, data_root)
     flag = "<span class='flag'>flagged</span>" if listing["flagged"] else ""
     return (f"<section class='listing'><h2>{e(listing['listing_id'])} {flag}</h2><table>{rows}</table>"
@@ -262,7 +281,7 @@ def _region_pairs(photo: dict, data_root: Path, count: int = REGIONS_SHOWN) -> l
         pairs.append(
             f"<figure class='region {side}'><div class='pair'><img src='{listing_crop}' alt='region {rank} of the listing photo'>"
             f"<img src='{reference_crop}' alt='the {side} reference region it matched'></div>"
-            f"<figcaption>region {rank} · distance {region['distance']:.3f} from every genuine reference<br>"
+            f"<figcaption>region {rank} · {wording.distance(region['distance'])}<br>"
             f"beside {html.escape(where)}: {html.escape(reference.name)}</figcaption></figure>")
     return pairs
 

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from knockoff.scoring.calibration import Calibration, fit_calibration
+from knockoff.wording import apart
 
 SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR = "scored", "no_match", "unsupported", "copy", "error"
 STATUSES = (SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR)
@@ -169,7 +170,9 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
         catalogue, background = float(nearest_catalogue[i]), float(nearest_background[i])
         if policy is None or background >= catalogue:
             verdicts.status[i] = NO_MATCH
-            verdicts.reason[i] = (f"nearest unmonitored reference {background:.2f} >= nearest catalogued {catalogue:.2f}"
+            shown = apart(background, catalogue)
+            verdicts.reason[i] = (f"nearest unmonitored reference {shown[0]} >= nearest catalogued {shown[1]}: "
+                                  f"it looks more like a product nobody monitors"
                                   if policy is not None else f"product {product[i]!r} is not in the catalogue")
             continue
         similarity = float(product_similarity[i])
@@ -179,31 +182,37 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
             # Work for an analyst (needs references), never a verdict.
             if policy.support.value > -1.0 and similarity >= policy.support.value:
                 verdicts.status[i] = UNSUPPORTED
-                verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}: like its held-back photos "
-                                      f"(>= {policy.support.value:.2f}), but below the {world.no_match.value:.2f} that "
-                                      f"judged photos must reach ({world.params.false_match_rate:.1%} of unmonitored photos do)")
+                shown = apart(catalogue, policy.support.value, world.no_match.value)
+                verdicts.reason[i] = (f"nearest reference of {product[i]} {shown[0]}: like its held-back photos "
+                                      f"(>= {shown[1]}), but below the {shown[2]} that judged photos must reach "
+                                      f"({world.params.false_match_rate:.1%} of unmonitored photos do): a view of it "
+                                      f"the gallery lacks")
             else:
                 verdicts.status[i] = NO_MATCH
-                verdicts.reason[i] = (f"nearest catalogued reference {catalogue:.2f}; catalogued products start at "
-                                      f"{world.no_match.value:.2f} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
+                shown = apart(catalogue, world.no_match.value)
+                verdicts.reason[i] = (f"nearest catalogued reference {shown[0]}; catalogued products start at "
+                                      f"{shown[1]} ({world.params.false_match_rate:.1%} of unmonitored photos reach it)")
             continue
         if policy.impostor is not None and similarity < policy.impostor.value:
             verdicts.status[i] = NO_MATCH
-            verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}: photos of other {policy.group} products "
-                                  f"reach {policy.impostor.value:.2f} ({world.params.category_false_match_rate:.0%} of them), "
+            shown = apart(similarity, policy.impostor.value)
+            verdicts.reason[i] = (f"nearest reference of {product[i]} {shown[0]}: photos of other {policy.group} products "
+                                  f"reach {shown[1]} ({world.params.category_false_match_rate:.0%} of them), "
                                   f"so it may show another product of the kind")
             continue
         if not similarity >= policy.support.value:
             verdicts.status[i] = UNSUPPORTED
-            verdicts.reason[i] = (f"nearest reference of {product[i]} {similarity:.2f}; its {policy.support.level}'s "
-                                  f"held-back photos are >= {policy.support.value:.2f}")
+            shown = apart(similarity, policy.support.value)
+            verdicts.reason[i] = (f"nearest reference of {product[i]} {shown[0]}; its {policy.support.level}'s "
+                                  f"held-back photos are >= {shown[1]}: no reference close enough to judge it")
             continue
         nearer_side = min(float(nearest_genuine[i]), float(nearest_fake[i]))
         if policy.style is not None and np.isfinite(nearer_side) and nearer_side < policy.style.value:
             verdicts.status[i] = UNSUPPORTED
-            verdicts.reason[i] = (f"nearest genuine reference {float(nearest_genuine[i]):.2f}, nearest known fake "
-                                  f"{float(nearest_fake[i]):.2f}: on its {policy.style.level}'s held-back photos both sides are "
-                                  f">= {policy.style.value:.2f}; a kind of photo one side's references do not cover")
+            shown = apart(float(nearest_genuine[i]), float(nearest_fake[i]), policy.style.value)
+            verdicts.reason[i] = (f"nearest genuine reference {shown[0]}, nearest known fake "
+                                  f"{shown[1]}: on its {policy.style.level}'s held-back photos both sides are "
+                                  f">= {shown[2]}; a kind of photo one side's references do not cover")
             continue
         if policy.calibration is not None:
             verdicts.score[i] = float(policy.calibration.probability(np.array([raw[i]]), np.array([similarity]))[0])

@@ -45,12 +45,30 @@ DEFAULT_GALLERY = Path("models/gallery")
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository this Knockoff runs from (an editable install)
 
 
+MODELS_SETTING = "KNOCKOFF_MODELS"  # a folder holding knockoff.onnx and gallery/, as models/ does
+
+
 def shipped(path: Path, default: Path) -> Path:
-    """`path`, or where it is the default and missing from the working folder, the checkout's
-    own (an installed Knockoff run from another folder screens with its shipped model and gallery)."""
-    if Path(path) == default and not Path(path).exists() and (CHECKOUT / default).exists():
-        return CHECKOUT / default
-    return Path(path)
+    """`path` as given, or for the default (models/...): the first of `KNOCKOFF_MODELS`'s, the
+    working folder's, and the checkout's own (an installed Knockoff run from another folder
+    screens with its shipped model and gallery). None there: FileNotFoundError naming every
+    place it looked."""
+    if Path(path) != default:
+        return Path(path)
+    places = model_places(default)
+    found = next((place for place in places if place.exists()), None)
+    if found is None:
+        raise FileNotFoundError(f"{default.name} not found; looked in {', '.join(str(p) for p in places)} "
+                                f"(set {MODELS_SETTING} to a folder holding knockoff.onnx and gallery/, pass --model and "
+                                f"--index, or run `dvc repro`)")
+    return found
+
+
+def model_places(default: Path) -> list[Path]:
+    """Where a default model file is looked for, in order."""
+    inside = Path(default).relative_to("models") if Path(default).parts[:1] == ("models",) else Path(default)
+    setting = os.environ.get(MODELS_SETTING)
+    return [*([Path(setting) / inside] if setting else []), Path.cwd() / default, CHECKOUT / default]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 import csv
 import os
+import re
 import shutil
 import sqlite3
 
@@ -84,11 +85,15 @@ def test_the_pack_holds_flagged_and_confirmed_listings_with_evidence_and_a_safe_
     assert "also appears in 1 other listing(s) of 1 other seller(s)" in page  # PHOTOS[0] is shop-2's too
     assert f"Photo {PHOTOS[4].name} also appears in 1 other listing(s) of 1 other seller(s)" in page  # a copy of it is
     # local evidence: the photo's region beside the region of the known fake it matched, both cropped
-    assert "region 1 · distance 0.412 from every genuine reference" in page
+    assert "region 1 · 41% unlike the closest genuine detail" in page
     assert f"beside nearer a known fake than any genuine reference: {REFERENCES[1].name}" in page
     assert page.count("<figure class='region fake'>") == 1
-    assert (f"Photo {PHOTOS[5].name} is a copy of the genuine reference {REFERENCES[3].relative_to(SAMPLE)}: a reused photo, "
-            "which proves nothing about the goods") in page
+    # a copy of a genuine reference is a caution, said once, not evidence against the listing
+    caution = f"Caution: photo {PHOTOS[5].name} copies the genuine reference {REFERENCES[3].name}: a reused brand photo"
+    assert page.count(caution) == 1 and f"<div class='muted'>{caution}" in page
+    assert page.count(f"the genuine reference it copies<br>{REFERENCES[3].name}") == 1
+    assert "−0." not in page and "· -0." not in page  # no bare negative similarity
+    assert re.search(r"id='seller-risk'><b>Seller: (high|uncertain|low) risk: \d+ of \d+ judged listings flagged", page)
     lines = list(csv.reader((tmp_path / "pack" / "evidence-shop-1-takedown.csv").open()))
     assert lines[0][:2] == ["listing_id", "listing_url"] and {line[0] for line in lines[1:]} == {"shop-1-L0", "shop-1-L1", "shop-1-L2"}
     assert all(not cell.startswith("=") for line in lines for cell in line)  # no spreadsheet formula survives
@@ -120,6 +125,6 @@ def test_without_a_browser_the_pack_is_still_written_and_the_missing_pdf_is_a_wa
 
 @pytest.mark.parametrize("text", ["=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "＝HYPERLINK(\"x\")", "＋1", "－1", "＠SUM(A1)"])
 def test_takedown_cells_that_a_spreadsheet_would_run_are_defused(text):
-    from knockoff.listings.evidence import _cell
+    from knockoff.listings.evidence import csv_cell
 
-    assert _cell(text) == "'" + text and _cell("plain " + text) == "plain " + text
+    assert csv_cell(text) == "'" + text and csv_cell("plain " + text) == "plain " + text

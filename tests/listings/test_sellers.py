@@ -57,7 +57,31 @@ def test_risk_ranks_every_likely_fake_shop_above_a_big_genuine_shop_with_one_wea
     prior = json.loads(pq.read_schema(out).metadata[b"knockoff.brand_priors"])["nike"]
     assert 0.03 < prior < 0.05 and by_id["unjudged"]["risk"] == pytest.approx(prior)
     assert by_id["fruit-stall"]["judged_listings"] == 0 and by_id["fruit-stall"]["risk"] == 0.0
-    assert "all-fakes: risk" in outcome.output
+    assert "all-fakes: high risk: 5 of 5 judged listings flagged" in outcome.output
+    assert "fruit-stall: no listing of a monitored product could be judged" in outcome.output
+    assert by_id["unjudged"]["risk_level"] == "uncertain"
+    for seller in by_id.values():  # the 90% interval holds the expected count
+        assert seller["expected_low"] <= seller["expected_fakes"] <= seller["expected_high"] <= seller["judged_listings"]
+
+
+def test_a_seller_whose_listings_are_all_judged_and_unflagged_is_low_risk_whatever_the_prior(tmp_path):
+    """Half the run's sneakers are fakes (a high prior), yet a dealer with three judged,
+    unflagged listings reads low: the prior no longer lifts it to the run's share."""
+    rows = [sneaker(f"F{i}", f"f{i}.jpg", 0.99, "fakes-shop") for i in range(20)]
+    rows += [sneaker(f"G{i}", f"g{i}.jpg", 0.99, f"small-fake-{i}") for i in range(10)]
+    rows += [sneaker(f"H{i}", f"h{i}.jpg", 0.08, "dealer") for i in range(3)]
+    path = tmp_path / "results.parquet"
+    write_results(path, rows, HELD_BACK)
+    from knockoff.listings import write_sellers
+    from knockoff.listings.sellers import summary_of
+
+    by_id = {s["seller_id"]: s for s in write_sellers(path, tmp_path / "sellers.parquet").to_pylist()}
+    prior = json.loads(pq.read_schema(tmp_path / "sellers.parquet").metadata[b"knockoff.brand_priors"])["nike"]
+    dealer = by_id["dealer"]
+    assert prior > 0.5 and dealer["risk_level"] == "low" and dealer["risk"] < 0.2
+    assert dealer["risk"] == pytest.approx(dealer["expected_fakes"] / 3)  # no prior added: the mean q
+    assert summary_of(dealer).words().startswith("low risk: 0 of 3 judged listings flagged")
+    assert by_id["small-fake-0"]["risk"] > dealer["risk"]
 
 
 def test_small_partitions_give_the_same_sellers_as_one(tmp_path, results):

@@ -223,3 +223,11 @@ def test_a_photo_no_closer_to_a_product_than_its_groups_other_products_is_no_mat
     verdicts = decide(world, ["bag", "bag"], np.array([0.25, 0.5]), np.array([-1.0, -1.0]), np.array([0.25, 0.5]),
                       np.array([0.0, 0.0]), np.array([0.25, 0.5]), np.array([0.25, 0.5]))
     assert verdicts.status == [NO_MATCH, SCORED] and "other b products reach" in verdicts.reason[0]
+
+
+def test_a_reason_never_prints_two_unequal_numbers_alike():
+    from knockoff.wording import apart
+
+    assert apart(0.678, 0.681) == ["0.678", "0.681"]  # "0.68 ... below the 0.68" before
+    assert apart(0.6801, 0.6804) == ["0.6801", "0.6804"] and apart(0.5, 0.5) == ["0.50", "0.50"]
+    assert apart(0.61, 0.72, 0.68) == ["0.61", "0.72", "0.68"]

@@ -332,3 +332,26 @@ def test_run_from_another_folder_screen_finds_the_shipped_model_and_gallery(tmp_
     assert f"gallery {shipped}" in done.output and pq.read_table(tmp_path / "r.parquet").num_rows == 1
     missing = CliRunner().invoke(app, ["screen", str(photo), "--out", "s.parquet", "--model", "elsewhere/knockoff.onnx"])
     assert missing.exit_code == 1 and "model elsewhere/knockoff.onnx not found" in missing.output
+
+
+def test_knockoff_models_names_the_models_folder_and_a_missing_one_says_where_it_looked(tmp_path, monkeypatch):
+    import shutil
+
+    from knockoff.screening.screen import CHECKOUT, DEFAULT_GALLERY, DEFAULT_MODEL, shipped
+
+    models = tmp_path / "deployed"
+    (models / "gallery").mkdir(parents=True)
+    shutil.copy(CHECKOUT / DEFAULT_MODEL, models / "knockoff.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KNOCKOFF_MODELS", str(models))
+    assert shipped(DEFAULT_MODEL, DEFAULT_MODEL) == models / "knockoff.onnx"
+    assert shipped(DEFAULT_GALLERY, DEFAULT_GALLERY) == models / "gallery"
+    monkeypatch.setattr("knockoff.screening.screen.CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setenv("KNOCKOFF_MODELS", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError) as missing:
+        shipped(DEFAULT_MODEL, DEFAULT_MODEL)
+    text = str(missing.value)
+    for place in (tmp_path / "empty" / "knockoff.onnx", tmp_path / "models" / "knockoff.onnx",
+                  tmp_path / "no-checkout" / "models" / "knockoff.onnx"):
+        assert str(place) in text
+    assert "KNOCKOFF_MODELS" in text

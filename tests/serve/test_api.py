@@ -14,6 +14,9 @@ PROTECTED = [
     ("POST", "/logout"), ("POST", "/undo"), ("POST", "/queue/decide"), ("POST", "/items/1/decision"), ("POST", "/items/1/reference"), ("POST", "/api/score"),
     ("POST", "/items/next"), ("GET", "/sellers"), ("GET", "/seller?id=some-seller"), ("GET", "/seller/evidence?id=some-seller&run=1"),
     ("GET", "/gallery"), ("POST", "/gallery/changes/1/approve"), ("POST", "/gallery/rollback"),
+    ("GET", "/listings"), ("GET", "/listings/1"), ("POST", "/listings/1/decision"), ("POST", "/listings/next"),
+    ("POST", "/listings/decide"), ("GET", "/api/listings"), ("GET", "/api/listings/1"), ("POST", "/api/listings/1/lease"),
+    ("POST", "/api/listings/1/decision"), ("GET", "/decisions/export"), ("GET", "/api/decisions/export"),
 ]
 
 
@@ -45,7 +48,7 @@ def test_every_route_is_covered_by_the_anonymous_check(app):
     for path in paths:
         if path in public:
             continue
-        concrete = path.replace("{item_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css").replace("{seller_id}", "some-seller").replace("{change_id}", "1").replace("{verdict}", "approve")
+        concrete = path.replace("{item_id}", "1").replace("{listing_id}", "1").replace("{group}", "nearest_fake").replace("{rank}", "0").replace("{name}", "swagger-ui.css").replace("{seller_id}", "some-seller").replace("{change_id}", "1").replace("{verdict}", "approve")
         assert concrete in listed, f"route {path} is not in the anonymous-access test"
 
 
@@ -282,3 +285,27 @@ def test_a_store_locked_by_another_process_answers_503_with_retry_after_and_save
     assert page.status_code == 503 and 'id="store-busy"' in page.text.replace("'", '"')
     assert waited < 5  # bounded by the busy timeout, not held open
     assert database.execute("SELECT decision FROM items WHERE id = ?", (item,)).fetchone()[0] is None
+
+
+@pytest.mark.parametrize("path, code", [("/items/999999", 404), ("/queue?status=archived", 400), ("/items/abc", 422),
+                                        ("/seller/evidence?id=x&run=1", 403)])
+def test_browsers_get_html_error_pages_and_scripts_get_json(app, path, code):
+    from tests.serve.conftest import login
+
+    client, _ = login(app, "ana")
+    page = client.get(path, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == code and page.headers["content-type"].startswith("text/html")
+    assert 'id="error-title"' in page.text and "<nav" in page.text  # the site's own page, with its navigation
+    script = client.get(path, headers={"Accept": "application/json"})
+    assert script.status_code == code and script.json()["detail"]
+
+
+def test_the_api_docs_page_serves_a_swagger_ui_that_reads_openapi_3_1(app):
+    from tests.serve.conftest import login
+
+    client, _ = login(app, "ana")
+    assert client.get("/api/openapi.json").json()["openapi"].startswith("3.1")
+    page = client.get("/api/docs").text
+    bundle = client.get("/api/docs/assets/swagger-ui-bundle.js")
+    assert "/api/docs/assets/swagger-ui-bundle.js" in page and bundle.status_code == 200
+    assert '"5.' in bundle.text[:2_000_000]  # Swagger UI 5: OpenAPI 3.1 support (3.x renders "Unable to render")

@@ -89,18 +89,39 @@ def test_the_item_page_takes_its_lease_by_post_and_a_second_analyst_sees_who_hol
     assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
 
 
-def test_select_all_ticks_every_item_on_the_page_and_bulk_decides_them(browser, server, database, users):
+def test_select_ticks_only_flagged_pending_photos_a_confirmation_names_the_count_and_undo_reverses_all(
+        browser, server, database, users):
     page = browser.new_page()
     log_in(page, server)
     page.goto(f"{server}/queue?status=pending")
     boxes = page.locator('input[name="item"]')
     assert boxes.count() > 1 and not any(boxes.nth(i).is_checked() for i in range(boxes.count()))
     page.check("#select-all")
-    assert all(boxes.nth(i).is_checked() for i in range(boxes.count()))
-    ticked = boxes.count()
+    ticked = [boxes.nth(i).get_attribute("value") for i in range(boxes.count()) if boxes.nth(i).is_checked()]
+    flagged = {str(r["id"]) for r in database.execute(
+        "SELECT id FROM items WHERE flagged = 1 AND status = 'scored' AND decision IS NULL")}
+    assert ticked and set(ticked) <= flagged and len(ticked) < boxes.count()  # never the unflagged or unjudged ones
+    messages = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
     with page.expect_navigation():
         page.click("#bulk button.unsure")
-    assert database.execute("SELECT COUNT(*) FROM items WHERE decision = 'unsure'").fetchone()[0] == ticked
+    assert f"Mark {len(ticked)} photos as unsure?" in messages[0]
+    assert database.execute("SELECT COUNT(*) FROM items WHERE decision = 'unsure'").fetchone()[0] == len(ticked)
+    with page.expect_navigation():
+        page.click("#undo")
+    assert database.execute("SELECT COUNT(*) FROM items WHERE decision IS NOT NULL").fetchone()[0] == 0
+    assert f"Undone: {len(ticked)} decisions of one act" in page.inner_text("#message")
+
+
+def test_a_dismissed_confirmation_decides_nothing(browser, server, database, users):
+    page = browser.new_page()
+    log_in(page, server)
+    page.goto(f"{server}/queue?status=pending")
+    page.check("#select-all")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#bulk button.counterfeit")
+    page.wait_for_timeout(300)
+    assert database.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 0
 
 
 def test_anonymous_requests_are_refused(browser, server):
@@ -172,20 +193,20 @@ def test_local_evidence_overlay_and_the_side_by_side_view_move_together(browser,
 
     assert transforms() == ["", ""]  # whole photos to begin with
     page.keyboard.press("2")
-    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/1?full=1')")
+    page.wait_for_function("document.getElementById('reference-image').src.includes('/regions/1?')")
     photo, reference = transforms()
     assert "scale(3)" in photo and "scale(3)" in reference and photo != reference  # each centred on its own region
     assert "genuine reference" in page.locator("#reference-caption").inner_text()
     page.keyboard.press("0")  # whole photos again: region 1's box in view, to click
     page.locator("#pane-photo .rbox").first.click()
-    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/0?full=1')")
+    page.wait_for_function("document.getElementById('reference-image').src.includes('/regions/0?')")
     assert "known fake" in page.locator("#reference-caption").inner_text()
     page.locator("#pane-reference").hover()
     page.mouse.wheel(0, -100)
     photo, reference = transforms()
     assert "scale(3.75)" in photo and "scale(3.75)" in reference  # zoomed together, from either side
     page.locator("#region-list button").nth(1).click()
-    page.wait_for_function("document.getElementById('reference-image').src.endsWith('/regions/1?full=1')")
+    page.wait_for_function("document.getElementById('reference-image').src.includes('/regions/1?')")
     page.keyboard.press("0")
     assert transforms() == ["", ""]
     image = page.request.get(f"{server}/images/items/{item}/regions/1?full=1")
@@ -202,6 +223,135 @@ def test_no_page_is_wider_than_a_phone(browser, server, database, users):
     item = database.execute("SELECT id FROM items WHERE score IS NOT NULL ORDER BY id LIMIT 1").fetchone()["id"]
     for path in ("/queue", f"/items/{item}", "/sellers", "/gallery", "/decisions"):
         page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+
+
+@pytest.fixture
+def market_server(settings, database, users, tmp_path):
+    """The review service on a marketplace of 12 listings of 3 photos from 4 sellers."""
+    from knockoff_serve.app import create_app
+    from knockoff_serve.runs import import_results
+
+    from tests.serve.conftest import write_results
+    from tests.serve.test_listings import marketplace_rows
+
+    import_results(database, write_results(tmp_path / "market.parquet", marketplace_rows()))
+    with BackgroundServer(create_app(settings)) as url:
+        yield url
+
+
+def listing_shown(page) -> int:
+    return int(page.url.split("/listings/")[1].split("?")[0])
+
+
+def test_the_listing_queue_filters_by_seller_in_the_url_and_one_key_decides_a_listing(browser, market_server, database,
+                                                                                      users, tmp_path):
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    log_in(page, market_server)
+    page.goto(f"{market_server}/listings")
+    total = database.execute("SELECT COUNT(*) FROM listings").fetchone()[0]
+    assert f"{total} of {total} listings left in this view" in page.inner_text("#progress")
+    page.select_option("#facet-seller", "shop-a")
+    page.fill("input[name=q]", "air force")
+    with page.expect_navigation():
+        page.click("form.filters button[type=submit]")
+    assert "seller=shop-a" in page.url and "q=air+force" in page.url  # the view is in its address
+    wanted = {r["listing_id"] for r in database.execute(
+        "SELECT listing_id FROM listings WHERE seller_id = 'shop-a' AND title LIKE '%Air Force%'")}
+    shown = set(page.locator("#listings tbody tr td:nth-child(3) a").all_inner_texts())
+    assert shown == wanted and wanted
+    page.screenshot(path=str(tmp_path / "listings.png"))
+    page.goto(f"{market_server}/listings")
+    with page.expect_navigation():
+        page.keyboard.press("s")  # start reviewing: the first pending listing
+    first = listing_shown(page)
+    page.wait_for_function("() => document.readyState === 'complete'")
+    assert "Listing threshold" in page.inner_text("#why")
+    with page.expect_navigation():
+        page.keyboard.press("f")
+    assert listing_shown(page) != first
+    photos = database.execute("SELECT decision FROM items WHERE listing_row = ? AND error IS NULL", (first,)).fetchall()
+    assert photos and {p["decision"] for p in photos} == {"counterfeit"}  # every photo of it, one key
+    page.keyboard.press("?")
+    assert page.locator("#key-help").is_visible() and "every photo of the listing" in page.inner_text("#key-help")
+    page.keyboard.press("Escape")
+    with page.expect_navigation():
+        page.keyboard.press("z")  # one undo: the whole listing
+    assert database.execute("SELECT COUNT(*) FROM items WHERE decision IS NOT NULL").fetchone()[0] == 0
+
+
+def test_bulk_listing_decision_is_confirmed_by_count_and_undone_whole(browser, market_server, database, users):
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    log_in(page, market_server)
+    page.goto(f"{market_server}/listings")
+    page.check("#select-all")
+    ticked = page.locator('input[name="listing"]:checked').count()
+    flagged = database.execute("SELECT COUNT(*) FROM listings WHERE flagged = 1 AND status = 'scored' AND pending > 0").fetchone()[0]
+    assert ticked == flagged > 0 and page.locator('input[name="listing"]').count() > ticked
+    messages = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
+    with page.expect_navigation():
+        page.click("#bulk button.counterfeit")
+    assert messages and f"Mark {ticked} listings as counterfeit?" in messages[0]
+    decided = database.execute("SELECT COUNT(*) FROM items WHERE decision = 'counterfeit'").fetchone()[0]
+    assert decided == database.execute("SELECT COUNT(*) FROM items i JOIN listings l ON l.id = i.listing_row "
+                                       "WHERE l.flagged = 1 AND i.error IS NULL").fetchone()[0]
+    assert database.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1  # one act in the audit
+    with page.expect_navigation():
+        page.click("#undo")
+    assert database.execute("SELECT COUNT(*) FROM items WHERE decision IS NOT NULL").fetchone()[0] == 0
+
+
+def test_decisions_export_downloads_from_the_decision_log(browser, market_server, database, users, tmp_path):
+    page = browser.new_page()
+    log_in(page, market_server)
+    listing = database.execute("SELECT id FROM listings WHERE pending > 0 ORDER BY id LIMIT 1").fetchone()["id"]
+    page.goto(f"{market_server}/listings/{listing}")
+    page.wait_for_function("() => document.readyState === 'complete'")
+    with page.expect_navigation():
+        page.keyboard.press("g")
+    page.goto(f"{market_server}/decisions")
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    saved = tmp_path / "decisions.csv"
+    download.value.save_as(saved)
+    lines = saved.read_text().splitlines()
+    photos = database.execute("SELECT COUNT(*) FROM items WHERE listing_row = ? AND error IS NULL", (listing,)).fetchone()[0]
+    assert lines[0].startswith("item_id,run,listing_id,seller_id") and len(lines) == 1 + photos
+
+
+AXE_PAGES = ("/login", "/listings", "/listings/{listing}", "/queue", "/items/{item}", "/seller?id=shop-a&marketplace=shopsite&run=1",
+             "/sellers", "/decisions")
+
+
+def test_every_review_page_passes_the_accessibility_checker_without_serious_violations(browser, market_server, database,
+                                                                                        users):
+    """axe-core (the checker browsers' dev tools use) in real Chromium: no serious or critical
+    violation (unlabelled controls, images without alt text, missing headings, contrast)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    listing = database.execute("SELECT id, top_item FROM listings WHERE status = 'scored' ORDER BY rank DESC LIMIT 1").fetchone()
+    found = {}
+    for path in AXE_PAGES:
+        if path == "/listings":
+            log_in(page, market_server)
+        page.goto(market_server + path.format(listing=listing["id"], item=listing["top_item"]))
+        page.wait_for_load_state("networkidle")
+        violations = axe.run(page).response["violations"]
+        found[path] = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations if v["impact"] in ("serious", "critical")]
+    assert not any(found.values()), found
+
+
+def test_listing_pages_fit_a_phone(browser, market_server, database, users):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    log_in(page, market_server)
+    listing = database.execute("SELECT id FROM listings ORDER BY rank DESC LIMIT 1").fetchone()["id"]
+    for path in ("/listings", f"/listings/{listing}", "/seller?id=shop-a&marketplace=shopsite&run=1", "/decisions"):
+        page.goto(market_server + path)
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)

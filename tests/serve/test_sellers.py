@@ -1,7 +1,9 @@
 """The sellers pages: ranked by risk, a seller's listings with bulk decisions, and the item
 page's seller, sibling photos and reuse line."""
 
+import os
 import re
+import shutil
 
 import pytest
 from knockoff_serve.runs import import_results
@@ -73,8 +75,17 @@ def test_admins_download_a_sellers_evidence_pack_and_analysts_may_not(sellers_ap
     assert "Evidence pack: seller fake-shop" in pack.text and "data:image/jpeg;base64," in pack.text
     assert root.get(f"/seller/evidence?id=nobody&run={run}").status_code == 404
     assert root.get("/seller/evidence?id=fake-shop&run=abc").status_code == 422
+    takedown = root.get(f"/seller/evidence?id=fake-shop&run={run}&format=csv")
+    assert takedown.status_code == 200 and takedown.headers["content-type"].startswith("text/csv")
+    assert takedown.text.startswith("listing_id,listing_url") and "fake-shop-" in takedown.text
+    assert "takedown.csv" in takedown.headers["content-disposition"]
+    if shutil.which("chromium") or os.path.exists("/usr/bin/chromium"):  # .ci/run installs it
+        printed = root.get(f"/seller/evidence?id=fake-shop&run={run}&format=pdf")
+        assert printed.status_code == 200 and printed.content.startswith(b"%PDF") and printed.headers["content-type"] == "application/pdf"
+    assert root.get(f"/seller/evidence?id=fake-shop&run={run}&format=docx").status_code == 422
     ana, _ = login(sellers_app, "ana")
-    assert ana.get(f"/seller/evidence?id=fake-shop&run={run}").status_code == 403
+    for kind in ("html", "csv", "pdf"):
+        assert ana.get(f"/seller/evidence?id=fake-shop&run={run}&format={kind}").status_code == 403
 
 
 def test_a_copy_found_by_screening_counts_as_reuse_and_a_stolen_reference_is_named(app, database, tmp_path):
