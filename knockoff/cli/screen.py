@@ -17,6 +17,7 @@ def screen(
     inputs: Annotated[list[str], typer.Argument(help="Folders, glob patterns or manifests (.csv/.parquet/.jsonl with a path or url column; local or s3://, gs:// ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file: .parquet (default), .csv or .jsonl.")] = Path("results.parquet"),
     model: Annotated[Path, typer.Option(help="Exported ONNX model (fp32, or the --int8 export).")] = Path("models/knockoff.onnx"),
+    precision: Annotated[str, typer.Option(help="fp32; int8 (the --int8 export beside the model, twice as fast on a CPU with VNNI; without VNNI it falls back to fp32 and says so); auto (int8 where it pays, silently).")] = "fp32",
     index: Annotated[Path, typer.Option(help="Gallery folder built by `knockoff index` for this model.")] = Path("models/gallery"),
     batch_size: Annotated[int, typer.Option(help="Images decoded, searched, scored and written together (64: measured fastest end to end on 2 cores).")] = 64,
     model_batch: Annotated[Optional[int], typer.Option(help="The most images per onnxruntime run (default: 2 on CPU, where a run then stays in cache; the whole batch on a GPU).")] = None,
@@ -44,15 +45,22 @@ def screen(
     the working folder's, else those of the checkout Knockoff is installed from, so it runs
     from any folder; none of them: the error names every place it looked.
     """
+    from knockoff.runtime.cpu import cpu_description
     from knockoff.runtime.sessions import DeviceUnavailableError
     from knockoff.screening.duplicates import DuplicateOptions
     from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, ScreenOptions, shipped
     from knockoff.screening.screen import screen as run_screen
 
+    from knockoff.runtime.precision import choose_model
+
     try:
         model, index = shipped(model, DEFAULT_MODEL), shipped(index, DEFAULT_GALLERY)
-    except FileNotFoundError as missing:
+        chosen = choose_model(model, precision)
+    except (FileNotFoundError, ValueError) as missing:
         fail(missing)
+    model = chosen.path
+    if chosen.note:
+        typer.echo(f"note: {chosen.note} (CPU: {cpu_description()})", err=True)
 
     if download_deadline is not None:
         from knockoff.images import decode

@@ -132,8 +132,8 @@ def seller_risk(totals: pa.Table, by_brand: pa.Table, base_rates: dict[str, floa
         "top_listing": totals.column("listing_id_first"), "unsupported_listings": totals.column("_unsupported_sum"),
         "confirmed_fakes": totals.column("_confirmed_sum"), "reused_photos": totals.column("_reused_sum"),
         "marketplace": marketplace,
-        "risk_level": pa.array([risk_level(j, f, u) for j, f, u in zip(*(totals.column(c).to_pylist() for c in
-                                                                      ("_judged_sum", "_flagged_sum", "_unsupported_sum")))],
+        "risk_level": pa.array([risk_level(*values) for values in zip(*(totals.column(c).to_pylist() for c in
+                                                                        ("_judged_sum", "_flagged_sum", "_unsupported_sum", "_q_sum")))],
                                pa.string()),
         "expected_low": pa.array([low for low, _ in intervals], pa.int64()),
         "expected_high": pa.array([high for _, high in intervals], pa.int64()),
@@ -168,18 +168,21 @@ class RiskSummary:
         return f"{self.level} risk: {text}"
 
 
-def risk_level(judged: int, flagged: int, unsupported: int) -> str:
-    """high: a listing flagged; uncertain: none flagged, some need references; low: every
-    listing judged and none flagged, whatever the prior; none: nothing monitored to judge."""
+def risk_level(judged: int, flagged: int, unsupported: int, expected: float = 0.0) -> str:
+    """high: a listing flagged; uncertain: none flagged, but some need references, or their
+    chances add up to one counterfeit or more; low: every listing judged, none flagged, under
+    one expected counterfeit, whatever the prior; none: nothing monitored to judge."""
     if not judged and not unsupported:
         return "none"
-    return "high" if flagged else ("uncertain" if unsupported else "low")
+    if flagged:
+        return "high"
+    return "uncertain" if unsupported or expected >= 1.0 else "low"
 
 
 def risk_summary(q: list[float] | np.ndarray, flagged: int, unsupported: int) -> RiskSummary:
     """From its judged listings' q (p(counterfeit) of each) and its flagged and unsupported counts."""
     q = np.clip(np.asarray(q, dtype=np.float64), 0.0, 1.0)
-    level = risk_level(len(q), flagged, unsupported)
+    level = risk_level(len(q), flagged, unsupported, float(q.sum()))
     low, high = count_interval(q, 0.90)
     return RiskSummary(level, len(q), int(flagged), int(unsupported), float(q.sum()), low, high)
 

@@ -6,7 +6,8 @@ Without it, AVX2 and AVX-512 use VPMADDUBSW, which adds each pair of products in
 saturating 16-bit integer: 255 x 127 x 2 does not fit, so the same int8 model gives other
 embeddings there (measured under an emulated AVX2 CPU: cosine to fp32 0.935, min 0.75,
 instead of 0.98). Knockoff's sessions set `session.x64quantprecision`, onnxruntime's switch
-to exact uint8 x uint8 kernels on such CPUs, and check the result: `int8_exactness` runs a
+to exact uint8 x uint8 kernels, on such CPUs only (with VNNI the switch only slows int8 down),
+and check the result: `int8_exactness` runs a
 shipped probe model whose products saturate under VPMADDUBSW and warns, naming the missing
 instruction, if the answer is wrong on this machine.
 """
@@ -20,34 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from knockoff.runtime.sessions import session_options
+from knockoff.runtime.sessions import _proc_cpuinfo, cpu_features, session_options  # noqa: F401 (cpu_features: re-exported)
 
 # A 1x1 QDQ convolution: 64 channels of uint8 255 times int8 127 (see build_probe).
 PROBE_PATH = Path(__file__).with_name("probes") / "int8_saturation.onnx"
 PROBE_CHANNELS = 64
 _PROBE_OUTPUT_SCALE = 0.5  # the exact answer, 64.0, is uint8 128 at this scale
-
-
-def cpu_features() -> dict[str, bool]:
-    """The instruction sets that decide how int8 runs, as the CPU reports them (CPUID via numpy)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as numpy_features
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__ as numpy_features
-    flags = set(_proc_cpuinfo("flags").split())
-    return {
-        "AVX2": bool(numpy_features.get("AVX2")),
-        "AVX-512": bool(numpy_features.get("AVX512F")),
-        # numpy knows AVX512-VNNI; the 256-bit AVX-VNNI (Alder Lake and later) only the kernel does
-        "VNNI": bool(numpy_features.get("AVX512VNNI")) or ("avx_vnni" in flags and _flags_describe_this_cpu(flags, numpy_features)),
-    }
-
-
-def _flags_describe_this_cpu(flags: set[str], numpy_features: dict[str, bool]) -> bool:
-    """Whether the kernel's flags are this CPU's: they agree with CPUID on what both report.
-    Under an emulator (QEMU's user mode) /proc/cpuinfo is the host's, not the emulated CPU's."""
-    both_know = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512VNNI"}
-    return all((flag in flags) == bool(numpy_features.get(feature)) for flag, feature in both_know.items())
 
 
 def cpu_description() -> str:
@@ -136,14 +115,3 @@ def build_probe(path: Path = PROBE_PATH) -> None:
 
 def _is_x86(machine: str) -> bool:
     return machine.lower() in {"x86_64", "amd64", "i386", "i686", "x86"}
-
-
-def _proc_cpuinfo(key: str) -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key:
-                return value.strip()
-    except OSError:
-        pass
-    return ""

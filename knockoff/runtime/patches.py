@@ -13,9 +13,10 @@ PATCH_STRIDE = 16  # pixels of the model input per cell of the patch grid
 
 
 def patches_path(model_path: Path) -> Path:
-    """Where an exported model's patch model lives: models/knockoff.onnx -> models/knockoff.patches.onnx."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.removesuffix(".onnx") + ".patches.onnx")
+    """Where an exported model's patch model lives: models/knockoff.onnx (and models/knockoff.int8.onnx)
+    -> models/knockoff.patches.onnx."""
+    model_path = Path(model_path)  # the int8 model shares its fp32 model's (the same embedding space)
+    return model_path.with_name(model_path.name.removesuffix(".onnx").removesuffix(".int8") + ".patches.onnx")
 
 
 class PatchModel:

@@ -1,34 +1,51 @@
 """Static int8 quantization of an exported model (`knockoff export --int8`), with onnxruntime.
 
 QDQ format: weights int8 per channel, activations uint8, their ranges calibrated on
-reference images run through the fp32 model. Only the pointwise (1x1) and other dense
-convolutions are quantized, which is most of the arithmetic. Left in float, measured on
-sneakers photos (cosine to the fp32 embedding, mean over 200 `valid` photos):
-- depthwise convolutions: their activations have outliers that one uint8 range per tensor
-  cannot hold (all convolutions int8: 0.85; with MinMax or percentile ranges alike);
-- the stem convolution, fed the normalised pixels, and the projection head (with them
-  int8: 0.94; without: 0.99);
-- the pixel normalisation and the L2 normalisation, where int8 would only add error.
+reference images run through the fp32 model (percentile 99.999). Every operator onnxruntime
+can quantize is quantized — the convolutions, depthwise ones included, and between them the
+ReLU6 clips and residual adds, so the graph runs int8 from the first block to the head
+without converting back to float — except the stem convolution, fed the normalised pixels.
+
+Chosen by measurement (Intel Xeon, Sapphire Rapids, with AVX-512 VNNI, 2 cores; model only,
+batches of 2, int8 beside fp32 in interleaved pairs, median of 3; the embeddings' cosine to
+fp32 on 256 sneakers `valid` photos; `KNOCKOFF_DATA=../shared/datasets python
+benchmarks/int8_variants.py`, reports/benchmark-int8-variants.json):
+
+| what is quantized (QDQ, int8 weights per channel unless said) | int8 / fp32 (images/s) | with the exact switch | cosine mean / min |
+| --- | ---: | ---: | ---: |
+| 1x1 convolutions only; stem, depthwise, head float (before) | 0.86 (81 / 94) | 0.58 | 0.986 / 0.956 |
+| every convolution | 0.87 (82 / 101) | 0.44 | 0.808 / 0.552 |
+| every convolution but the stem | 0.93 (119 / 127) | 0.53 | 0.921 / 0.676 |
+| **every operator, stem float (chosen)** | **1.75 (164 / 98)** | 0.76 | 0.986 / 0.926 |
+| every operator | 1.39 (127 / 91) | 0.69 | 0.986 / 0.925 |
+| every operator, stem float, per-tensor weights | 2.03 (212 / 111) | 0.76 | 0.804 / 0.516 |
+| QOperator format: 1x1 convolutions only | 0.77 (86 / 102) | 0.56 | 0.986 / 0.958 |
+| QOperator format: every operator, stem float | 2.01 (204 / 98) | 0.77 | 0.986 / 0.926 |
+
+Only a graph that stays int8 from block to block pays: with float depthwise convolutions or
+float ReLU6 clips between them, every quantized convolution converts its activations in and
+out, and that costs what the int8 arithmetic saves. Depthwise convolutions in int8 alone
+lose accuracy (their inputs' outliers); with the clips quantized too, their inputs' ranges
+are the clips' [0, 6] and the error goes. The stem, fed the normalised pixels, stays float
+(quantized, int8 falls to 1.39x). Per-tensor weights lose the accuracy and buy nothing
+that this VM's drift (fp32 ran at 91-127 images/s between pairs) can tell apart; QOperator
+runs the same kernels as QDQ, which onnxruntime fuses (side by side, batch 2: 194 and 189
+images/s). The exact switch (below) makes every variant slower than fp32. onnxruntime's
+graph optimizations are on in every session (ORT_ENABLE_ALL); saving the optimized graph and
+loading it unoptimized ran at 1.92x, no faster than optimizing at load, and the saved graph
+holds this CPU's NCHWc layout (onnxruntime warns it is only for the CPU it was made on), so
+it is not shipped. OpenVINO was not measured: its onnxruntime build replaces the `onnxruntime`
+package Knockoff installs, and the registry's `openvino` runtime is a separate 100 MB stack
+for a gain this model no longer needs.
 
 The same model must give the same embeddings on every x86 CPU. Without VNNI, onnxruntime's
-uint8 x int8 kernels saturate (knockoff.runtime.cpu); every Knockoff session sets the switch to its
-exact kernels there, and the model's metadata (`knockoff.quantization`) records that setting
-beside how the model was quantized. Chosen by measurement (`benchmarks/int8_accuracy.py`,
-all 771 sneakers `valid` photos, ROC-AUC minus fp32's, cosine to fp32 mean / min; the exact
-kernels give bit-identical embeddings with and without VNNI, checked under an emulated AVX2 CPU):
-
-| weights | activation ranges | ROC-AUC - fp32 | cosine mean | cosine min |
-| --- | --- | ---: | ---: | ---: |
-| int8 | MinMax (before) | -0.0009 | 0.9836 | 0.920 |
-| uint8 (U8U8) | MinMax | -0.0005 | 0.9839 | 0.908 |
-| int8, reduce_range (7 bit) | MinMax | -0.0015 | 0.9694 | 0.830 |
-| int8 | entropy | -0.0009 | 0.9836 | 0.920 |
-| int8 | percentile 99.999 (chosen) | -0.0000 | 0.9871 | 0.935 |
-
-reduce_range avoids the saturation by construction but loses a bit of every weight; uint8
-weights avoid it too but run the slower U8U8 kernels on every CPU, VNNI or not. The int8
-model shares the fp32 model's embedding space (`knockoff.embedding_space`), so it searches
-the same galleries; it has its own version, so results say which model scored them.
+uint8 x int8 kernels saturate (knockoff.runtime.cpu); Knockoff's sessions set the switch to
+its exact kernels there (only there), and the model's metadata (`knockoff.quantization`)
+records that beside how the model was quantized. Those exact kernels are slower than fp32,
+so without VNNI `knockoff screen --precision int8` screens with the fp32 model and says so
+(knockoff/runtime/precision.py). The int8 model shares the fp32 model's embedding space
+(`knockoff.embedding_space`), so it searches the same galleries; it has its own version, so
+results say which model scored them.
 """
 
 from __future__ import annotations
@@ -44,7 +61,7 @@ import numpy as np
 from knockoff.runtime.embedding import META_PREFIX, OnnxEmbedder
 from knockoff.runtime.sessions import EXACT_INT8_SETTING
 
-QUANTIZED_OPS = ("Conv",)
+QUANTIZED_OPS = None  # every operator onnxruntime can quantize (module docstring)
 QUANTIZATION_KEY = "quantization"  # metadata: how the model was quantized (JSON)
 
 
@@ -61,10 +78,10 @@ class QuantizeConfig:
 
     def describe(self, float_nodes: int, images: int) -> dict:
         """What goes into the model's metadata, so it says how it was made."""
-        return {"format": "QDQ", "ops": list(QUANTIZED_OPS), "weights": self.weights, "activations": self.activations,
+        return {"format": "QDQ", "ops": "all but the stem", "weights": self.weights, "activations": self.activations,
                 "per_channel": self.per_channel, "reduce_range": self.reduce_range,
                 "calibration": {"method": self.method, "photos": images, "sources": list(self.calibration), "seed": self.seed},
-                "float_convolutions": float_nodes, "runtime": dict([EXACT_INT8_SETTING])}
+                "float_convolutions": float_nodes, "runtime": {EXACT_INT8_SETTING[0]: f"{EXACT_INT8_SETTING[1]} without VNNI"}}
 
 
 def int8_path(fp32_path: Path) -> Path:
@@ -124,7 +141,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarra
             per_channel=config.per_channel,
             reduce_range=config.reduce_range,
             calibrate_method=methods[config.method],
-            op_types_to_quantize=list(QUANTIZED_OPS),
+            op_types_to_quantize=QUANTIZED_OPS,
             nodes_to_exclude=kept_float,
             # the activations are folded into the ranges a stride at a time (any calibration method)
             extra_options={"CalibStridedMinMax": _stride(len(calibration_images), batch_size)},
@@ -180,11 +197,9 @@ def calibration_images(sources: list[str] | tuple[str, ...], count: int, size: i
 
 
 def float_convolutions(model) -> list[str]:
-    """The convolutions kept in float: the stem and every depthwise (grouped) convolution."""
+    """The convolutions kept in float: the stem, fed the normalised pixels."""
     convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
-    grouped = [node.name for node in convolutions
-               if any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)]
-    return [convolutions[0].name, *grouped] if convolutions else []
+    return [convolutions[0].name] if convolutions else []
 
 
 def _stride(images: int, batch_size: int, most_images: int = 64) -> int:

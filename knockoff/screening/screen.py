@@ -20,7 +20,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
@@ -153,12 +153,16 @@ class ScreenSummary:
     model_version: str
     index_version: str
     resumed_from: int = 0
+    rows_per_node: dict[str, int] = field(default_factory=dict)  # --engine ray: rows each node screened
 
     def line(self) -> str:
         resumed = f" (resumed after {self.resumed_from})" if self.resumed_from else ""
+        nodes = (f"; {len(self.rows_per_node)} nodes screened "
+                 f"{', '.join(str(n) for n in sorted(self.rows_per_node.values(), reverse=True))} rows"
+                 if self.rows_per_node else "")
         return (
             f"screened {self.screened} images{resumed}: {self.flagged} flagged, {self.failed} failed "
-            f"-> {self.out} (model {self.model_version}, gallery {self.index_version})"
+            f"-> {self.out} (model {self.model_version}, gallery {self.index_version}){nodes}"
         )
 
 

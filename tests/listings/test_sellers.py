@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -60,8 +61,9 @@ def test_risk_ranks_every_likely_fake_shop_above_a_big_genuine_shop_with_one_wea
     assert "all-fakes: high risk: 5 of 5 judged listings flagged" in outcome.output
     assert "fruit-stall: no listing of a monitored product could be judged" in outcome.output
     assert by_id["unjudged"]["risk_level"] == "uncertain"
-    for seller in by_id.values():  # the 90% interval holds the expected count
-        assert seller["expected_low"] <= seller["expected_fakes"] <= seller["expected_high"] <= seller["judged_listings"]
+    for seller in by_id.values():  # the 90% interval of the count brackets the expected count, to the whole listing
+        assert seller["expected_low"] <= np.ceil(seller["expected_fakes"]) and np.floor(seller["expected_fakes"]) <= seller["expected_high"]
+        assert seller["expected_high"] <= seller["judged_listings"]
 
 
 def test_a_seller_whose_listings_are_all_judged_and_unflagged_is_low_risk_whatever_the_prior(tmp_path):
@@ -176,3 +178,28 @@ def test_a_listing_is_its_id_of_its_seller_on_its_marketplace(tmp_path):
         write_evidence(path, "shop-a", tmp_path / "pack", store, pdf=False)
     north = write_evidence(path, "shop-a", tmp_path / "north", store, pdf=False, marketplace="north")
     assert "L1001" in north.csv.read_text() and "counterfeit" in north.csv.read_text()
+
+
+@pytest.mark.parametrize("q, flagged, unsupported, level", [
+    ([0.9, 0.2], 1, 0, "high"),
+    ([0.02, 0.03, 0.01], 0, 0, "low"),
+    ([0.6, 0.7, 0.6], 0, 0, "uncertain"),  # none flagged, yet about two expected: not "low"
+    ([0.02], 0, 1, "uncertain"),
+    ([], 0, 0, "none"),
+])
+def test_risk_in_words_with_its_interval(q, flagged, unsupported, level):
+    from knockoff.listings.sellers import count_interval, risk_summary
+
+    summary = risk_summary(q, flagged, unsupported)
+    assert summary.level == level and summary.words().startswith(level if level != "none" else "no listing")
+    assert summary.low <= np.ceil(summary.expected) and np.floor(summary.expected) <= summary.high <= len(q)
+    # the interval against a brute-force Poisson-binomial over every outcome
+    import itertools
+
+    probabilities = {}
+    for outcome in itertools.product((0, 1), repeat=len(q)):
+        chance = float(np.prod([p if o else 1 - p for p, o in zip(q, outcome)]))
+        probabilities[sum(outcome)] = probabilities.get(sum(outcome), 0.0) + chance
+    cumulative = np.cumsum([probabilities.get(k, 0.0) for k in range(len(q) + 1)])
+    assert count_interval(np.array(q), 0.9) == (int(np.searchsorted(cumulative, 0.05 - 1e-12)),
+                                                int(np.searchsorted(cumulative, 0.95 - 1e-12)))

@@ -57,7 +57,7 @@ def test_cpu_description_names_the_int8_features():
 def test_the_kernels_avx_vnni_flag_counts_only_where_its_flags_are_this_cpus():
     """Under QEMU's user mode /proc/cpuinfo is the host's: an Alder Lake or Sapphire Rapids
     host's avx_vnni must not make an emulated AVX2-only CPU look as if it had VNNI."""
-    from knockoff.runtime.cpu import _flags_describe_this_cpu
+    from knockoff.runtime.sessions import _flags_describe_this_cpu
 
     host = {"avx2", "avx512f", "avx512_vnni", "avx_vnni"}
     alder_lake = {"avx2", "avx_vnni"}
