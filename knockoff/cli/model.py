@@ -129,6 +129,7 @@ def export(
 def _export_int8(fp32_path: Path, params: Path) -> None:
     from knockoff.params import load_config
     from knockoff.runtime.embedding import OnnxEmbedder
+    from knockoff.runtime.patches import patches_path
     from knockoff.runtime.quantize import QuantizeConfig, calibration_images, int8_path, quantize_int8
 
     config = load_config(QuantizeConfig, "quantize", params)
@@ -139,3 +140,8 @@ def _export_int8(fp32_path: Path, params: Path) -> None:
     version = quantize_int8(fp32_path, int8_path(fp32_path), images, config)
     typer.echo(f"quantized int8 version {version} ({config.weights} weights, {config.activations} activations, "
                f"{config.method} ranges on {len(images)} reference photos) -> {int8_path(fp32_path)}")
+    patches = patches_path(fp32_path)
+    if patches.is_file():  # local evidence's model: as costly as the main one per judged photo, quantized alike
+        quantized = int8_path(fp32_path).with_name(int8_path(fp32_path).name.removesuffix(".onnx") + ".patches.onnx")
+        patch_version = quantize_int8(patches, quantized, images, config)
+        typer.echo(f"quantized int8 patch model {patch_version} -> {quantized}")

@@ -12,11 +12,18 @@ PATCHES_KIND = "patches"
 PATCH_STRIDE = 16  # pixels of the model input per cell of the patch grid
 
 
+QUANTIZED_FROM = "knockoff.quantized_from"  # knockoff.runtime.quantize writes it
+
+
 def patches_path(model_path: Path) -> Path:
-    """Where an exported model's patch model lives: models/knockoff.onnx (and models/knockoff.int8.onnx)
-    -> models/knockoff.patches.onnx."""
-    model_path = Path(model_path)  # the int8 model shares its fp32 model's (the same embedding space)
-    return model_path.with_name(model_path.name.removesuffix(".onnx").removesuffix(".int8") + ".patches.onnx")
+    """Where an exported model's patch model lives: models/knockoff.onnx -> models/knockoff.patches.onnx,
+    models/knockoff.int8.onnx -> models/knockoff.int8.patches.onnx (its fp32 model's where that is missing)."""
+    model_path = Path(model_path)
+    own = model_path.with_name(model_path.name.removesuffix(".onnx") + ".patches.onnx")
+    if own.is_file() or not model_path.name.endswith(".int8.onnx"):
+        return own
+    # an int8 model without int8 patches uses its fp32 model's (the same embedding space)
+    return model_path.with_name(model_path.name.removesuffix(".int8.onnx") + ".patches.onnx")
 
 
 class PatchModel:
@@ -27,6 +34,13 @@ class PatchModel:
         self.info: ModelInfo = self.session.info
         if self.info.kind != PATCHES_KIND:
             raise ValueError(f"{path} is a {self.info.kind} model, not a patch model (`knockoff export` writes one beside the model)")
+
+    @property
+    def versions(self) -> set[str]:
+        """Its version, and that of the fp32 patch model it was quantized from: patch banks built
+        with either serve it."""
+        metadata = self.session.session.get_modelmeta().custom_metadata_map
+        return {self.info.version, *([metadata[QUANTIZED_FROM]] if QUANTIZED_FROM in metadata else [])}
 
     @property
     def grid(self) -> int:

@@ -63,6 +63,7 @@ from knockoff.runtime.sessions import EXACT_INT8_SETTING
 
 QUANTIZED_OPS = None  # every operator onnxruntime can quantize (module docstring)
 QUANTIZATION_KEY = "quantization"  # metadata: how the model was quantized (JSON)
+QUANTIZED_FROM_KEY = "quantized_from"  # metadata: the version of the fp32 model it was quantized from
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarra
         described = config.describe(len(kept_float), len(calibration_images))
         metadata = {**source.info.to_metadata(), f"{META_PREFIX}version": version,
                     f"{META_PREFIX}precision": "int8", f"{META_PREFIX}embedding_space": source.info.space,
-                    f"{META_PREFIX}{QUANTIZATION_KEY}": json.dumps(described, sort_keys=True)}
+                    f"{META_PREFIX}{QUANTIZATION_KEY}": json.dumps(described, sort_keys=True),
+                    f"{META_PREFIX}{QUANTIZED_FROM_KEY}": source.info.version}
         del model.metadata_props[:]
         for key, value in metadata.items():
             model.metadata_props.add(key=key, value=value)

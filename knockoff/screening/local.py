@@ -20,7 +20,7 @@ class LocalEvidence:
     def __init__(self, patch_model: PatchModel, gallery: Gallery) -> None:
         if gallery.patches is None:
             raise ValueError("the gallery keeps no patch banks")
-        if gallery.patches.model_version != patch_model.info.version:
+        if gallery.patches.model_version not in patch_model.versions:  # an int8 one: banks of the fp32 it came from
             raise ModelMismatchError(f"the gallery's patch banks come from {gallery.patches.model_version}, not from "
                                      f"{patch_model.info.version}: rebuild the gallery with `knockoff index`")
         self.patch_model = patch_model
