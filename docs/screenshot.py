@@ -1,8 +1,11 @@
 """Regenerate docs/listings-page.png, docs/listing-page.png, docs/seller-page.png, docs/listing-phone.png,
 docs/item-page.png, docs/queue-page.png, docs/sellers-page.png,
 docs/gallery-page.png, docs/evidence-pack.png, and local evidence (docs/local-evidence-overlay.png,
-docs/local-evidence-zoom.png, docs/evidence-pack-regions.png): the review service on the bundled sample (its listings.csv names
-sellers), screened with the shipped model, in headless Chromium.
+docs/local-evidence-zoom.png, docs/evidence-pack-regions.png), and listing signals (docs/listing-signals.png,
+docs/listing-by-signals.png, docs/seller-signals.png, docs/evidence-pack-signals.png): the review service on the
+bundled sample (its listings.csv names sellers and prices, resellers.csv reuses official photos), screened with the
+shipped model and a copy of the shipped gallery that holds the sample's catalogue (data/sample/catalogue.csv), in
+headless Chromium.
 
     python docs/screenshot.py   (from the repository root, after `make test`)
 """
@@ -22,6 +25,8 @@ from knockoff_serve.store import closing, connect, initialize
 from playwright.sync_api import sync_playwright
 
 from knockoff.data import data_root
+from knockoff.data.catalogue import read_catalogue
+from knockoff.gallery.indexing import add_catalogue
 from knockoff.listings.evidence import write_evidence
 from knockoff.screening.screen import screen
 
@@ -32,8 +37,11 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="knockoff-shots-"))
     results = work / "sample.parquet"
-    screen(["data/sample/listings.csv"], results)
-    settings = Settings(home=work / "home", data_root=data_root())
+    gallery = work / "models" / "gallery"
+    shutil.copytree("models/gallery", gallery)  # the shipped ratios (models/listing-signals.json) are found as the default
+    add_catalogue(Path("models/knockoff.onnx"), gallery, read_catalogue(Path("data/sample/catalogue.csv"), Path("data/sample/rates.csv")))
+    screen(["data/sample/listings.csv", "data/sample/resellers.csv"], results, gallery_path=gallery)
+    settings = Settings(home=work / "home", data_root=data_root(), gallery=gallery)
     initialize(settings.database)
     with closing(connect(settings.database)) as connection:
         import_results(connection, results)
@@ -64,6 +72,16 @@ def main() -> None:
         page.goto(f"{url}/seller?id=sole-outlet&run=1")
         page.wait_for_load_state("networkidle")
         page.screenshot(path="docs/seller-page.png")
+        page.locator("ul.signals").first.scroll_into_view_if_needed()
+        page.locator("div.listing", has=page.locator("ul.signals")).first.screenshot(path="docs/seller-signals.png")
+        page.goto(f"{url}/listings?q=L1006")  # a cheap listing of a counterfeit shop
+        page.click("text=L1006")
+        page.wait_for_load_state("networkidle")
+        page.locator("#why").screenshot(path="docs/listing-signals.png")
+        page.goto(f"{url}/listings?q=R3002")  # a stolen official photo, alone, at 31% of retail
+        page.click("text=R3002")
+        page.wait_for_load_state("networkidle")
+        page.locator("#why").screenshot(path="docs/listing-by-signals.png")
         page.goto(f"{url}/queue?status=pending&product=nike+air+force")
         page.click("#start")
         page.wait_for_load_state("networkidle")
@@ -93,11 +111,13 @@ def main() -> None:
         section = page.locator("section.listing", has=page.locator("figure.region")).first
         section.scroll_into_view_if_needed()
         section.screenshot(path="docs/evidence-pack-regions.png")
+        page.locator("section.listing table").first.screenshot(path="docs/evidence-pack-signals.png")
         browser.close()
     shutil.rmtree(work)
     print("wrote docs/listings-page.png, docs/listing-page.png, docs/listing-phone.png, docs/seller-page.png, "
           "docs/item-page.png, docs/queue-page.png, docs/sellers-page.png, docs/gallery-page.png, docs/evidence-pack.png, "
-          "docs/local-evidence-overlay.png, docs/local-evidence-zoom.png and docs/evidence-pack-regions.png")
+          "docs/local-evidence-overlay.png, docs/local-evidence-zoom.png, docs/evidence-pack-regions.png, "
+          "docs/listing-signals.png, docs/listing-by-signals.png, docs/seller-signals.png and docs/evidence-pack-signals.png")
 
 
 if __name__ == "__main__":

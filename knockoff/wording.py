@@ -29,6 +29,17 @@ def probability(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.3f}"
 
 
+def chance(value: float | None) -> str:
+    """A probability as a percentage that never claims certainty: 'over 99%', 'under 1%'."""
+    if value is None or value != value:
+        return "—"
+    if value >= 0.995:
+        return "over 99%"
+    if value < 0.005:
+        return "under 1%"
+    return f"{value * 100:.0f}%"
+
+
 STATUS_WORDS = {"scored": "judged", "unsupported": "needs references", "no_match": "no catalogued product",
                 "copy": "copy of a genuine reference", "error": "failed to screen"}
 

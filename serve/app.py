@@ -42,7 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.templates.env.filters["web_url"] = web_url
     app.state.templates.env.globals.update(image_url=pages.image_url, risk_level=risk_level)
     app.state.templates.env.filters.update(similarity=wording.similarity, distance=wording.distance,
-                                          probability=wording.probability, status_words=wording.status)
+                                          probability=wording.probability, status_words=wording.status,
+                                          chance=wording.chance)
     app.include_router(pages.router)
     app.include_router(listing_pages.router)
     app.include_router(api.router)

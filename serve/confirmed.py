@@ -5,6 +5,11 @@
 and gallery. Photos are copied to `data/confirmed/images/<sha1>.<ext>`, so the dataset does
 not depend on where the crawl kept them and the same photo is stored once. Rows already in
 the manifest stay unless this store now decides otherwise (an undo, a change to unsure).
+
+`data/confirmed/listings.parquet` lists every listing all of whose decided photos agree
+(counterfeit -> 'fake', genuine -> 'genuine') with the signals screening saw: its status,
+price over retail and reused official photos. `knockoff signals fit` refits the signals'
+likelihood ratios on it (knockoff/listings/signals.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ import pyarrow.parquet as pq
 
 LABELS = {"counterfeit": "fake", "genuine": "genuine"}
 MANIFEST = "manifest.parquet"
+LISTINGS = "listings.parquet"
+LISTING_SCHEMA = pa.schema([
+    ("marketplace", pa.string()), ("seller_id", pa.string()), ("listing_id", pa.string()), ("run", pa.string()),
+    ("product", pa.string()), ("status", pa.string()), ("price", pa.float64()), ("currency", pa.string()),
+    ("price_ratio", pa.float64()), ("official_reuse", pa.string()), ("label", pa.string()),
+])
 SCHEMA = pa.schema([
     ("path", pa.string()), ("listing_id", pa.string()), ("product", pa.string()), ("label", pa.string()),
     ("brand", pa.string()), ("source", pa.string()), ("sha1", pa.string()), ("decided_by", pa.string()),
@@ -34,10 +45,12 @@ class ExportSummary:
     kept_from_before: int
     removed: int
     missing: list[str]  # photos that could not be read, so were not exported
+    listings: int = 0  # decided listings written to listings.parquet
 
     def line(self, out: Path) -> str:
         text = (f"{out / MANIFEST}: {self.fakes} confirmed fakes, {self.genuine} confirmed genuine "
-                f"({self.kept_from_before} kept from earlier exports, {self.removed} withdrawn)")
+                f"({self.kept_from_before} kept from earlier exports, {self.removed} withdrawn); "
+                f"{out / LISTINGS}: {self.listings} decided listings")
         return text + (f"; {len(self.missing)} photos unreadable, left out" if self.missing else "")
 
 
@@ -78,8 +91,22 @@ def export_confirmed(connection: sqlite3.Connection, out_dir: Path, photo_base: 
     rows = sorted([*current.values(), *kept.values()], key=lambda row: row["sha1"])
     _write(out_dir / MANIFEST, rows)
     labels = [row["label"] for row in rows]
+    listings = _decided_listings(connection)
+    temporary = out_dir / f".{LISTINGS}.tmp"
+    pq.write_table(pa.Table.from_pylist(listings, schema=LISTING_SCHEMA), temporary)
+    temporary.replace(out_dir / LISTINGS)
     return ExportSummary(labels.count("fake"), labels.count("genuine"), len(kept),
-                         len(withdrawn & set(previous)), missing)
+                         len(withdrawn & set(previous)), missing, len(listings))
+
+
+def _decided_listings(connection: sqlite3.Connection) -> list[dict]:
+    """Listings whose decided photos all agree on counterfeit or genuine, with their signals."""
+    rows = connection.execute(
+        """SELECT l.marketplace, l.seller_id, l.listing_id, r.name AS run, l.product, l.status, l.price, l.currency,
+                  l.price_ratio, l.official_reuse, l.decision
+           FROM listings l JOIN runs r ON r.id = l.run_id
+           WHERE l.decision IN ('counterfeit', 'genuine') ORDER BY l.id""").fetchall()
+    return [{**{k: row[k] for k in LISTING_SCHEMA.names if k != "label"}, "label": LABELS[row["decision"]]} for row in rows]
 
 
 def _decided_items(connection: sqlite3.Connection) -> list[sqlite3.Row]:

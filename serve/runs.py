@@ -109,7 +109,8 @@ def _sellers_and_listings(path: Path) -> tuple[list[dict], list[dict]]:
 _LISTING_COLUMNS = ("marketplace", "seller_id", "listing_id", "title", "price", "currency", "listing_url", "photos",
                     "scored_photos", "flagged_photos", "status", "status_reason", "score", "flagged", "threshold",
                     "expected_precision", "probability", "product", "claimed_product", "product_mismatch", "brand",
-                    "top_photo", "reused_photos", "reference_copies", "rank")
+                    "top_photo", "reused_photos", "reference_copies", "official_photos", "price_ratio", "official_reuse",
+                    "price_ratio_lr", "reuse_lr", "image_lr", "rank")
 
 
 def _insert_listings(connection: sqlite3.Connection, run_id: int, listings: list[dict]) -> None:

@@ -14,6 +14,7 @@ from knockoff_serve.auth import Viewer
 from knockoff_serve.queue import visible_to
 
 from knockoff.listings.sellers import RiskSummary, risk_summary
+from knockoff.listings.signals import signal_words
 
 SELLERS_PER_PAGE = 100
 
@@ -40,6 +41,12 @@ class Listing:
     title: str | None
     listing_url: str | None
     photos: list[sqlite3.Row]
+    verdict: sqlite3.Row | None = None  # its row of the listings table (its verdict and signals)
+
+    @property
+    def signals(self) -> list[str]:
+        """Each signal's contribution in words (knockoff/listings/signals.py)."""
+        return signal_words(dict(self.verdict)) if self.verdict is not None else []
 
     @property
     def pending(self) -> list[sqlite3.Row]:
@@ -68,6 +75,11 @@ def seller(connection: sqlite3.Connection, viewer: Viewer, seller_id: str, marke
     for photo in photos:
         key = photo["listing_id"] or photo["path"]
         listings.setdefault(key, Listing(key, photo["title"], photo["listing_url"], [])).photos.append(photo)
+    rows = sorted({p["listing_row"] for p in photos if p["listing_row"] is not None})
+    verdicts = {row["id"]: row for start in range(0, len(rows), 500) for row in connection.execute(
+        f"SELECT * FROM listings WHERE id IN ({','.join('?' * len(rows[start:start + 500]))})", rows[start:start + 500])}
+    for listing in listings.values():
+        listing.verdict = verdicts.get(listing.photos[0]["listing_row"])
     ordered = sorted(listings.values(), key=lambda listing: -(listing.top_score if listing.top_score is not None else -1))
     return risk, ordered
 

@@ -129,6 +129,12 @@ CREATE TABLE IF NOT EXISTS listings (
     top_item INTEGER,             -- the item of its top photo
     reused_photos INTEGER,
     reference_copies INTEGER,
+    official_photos INTEGER,      -- photos that copy the brand's official photos (its catalogue)
+    price_ratio REAL,             -- price over the catalogued product's retail price (knockoff/listings/signals.py)
+    official_reuse TEXT,          -- who shows an official photo (NULL: the catalogue has none of the product)
+    price_ratio_lr REAL,          -- each signal's likelihood ratio (1: does not apply)
+    reuse_lr REAL,
+    image_lr REAL,                -- the photos' (NULL: none judged)
     rank REAL NOT NULL,           -- queue order, as for photos
     pending INTEGER NOT NULL DEFAULT 0,  -- photos still to decide
     decision TEXT,                -- counterfeit | genuine | unsure when all its decided photos agree; mixed; NULL: none decided
@@ -240,7 +246,10 @@ _ADDED_COLUMNS = (("items", "status", "TEXT"), ("items", "status_reason", "TEXT"
                   ("items", "seller_id", "TEXT"), ("items", "marketplace", "TEXT"), ("items", "listing_url", "TEXT"),
                   ("items", "title", "TEXT"), ("items", "price", "REAL"), ("items", "currency", "TEXT"),
                   ("items", "duplicate_group", "INTEGER"), ("items", "reference_copy", "TEXT"),
-                  ("decisions", "batch", "INTEGER"), ("items", "listing_row", "INTEGER"))
+                  ("decisions", "batch", "INTEGER"), ("items", "listing_row", "INTEGER"),
+                  *(("listings", column, kind) for column, kind in (
+                      ("official_photos", "INTEGER"), ("price_ratio", "REAL"), ("official_reuse", "TEXT"),
+                      ("price_ratio_lr", "REAL"), ("reuse_lr", "REAL"), ("image_lr", "REAL"))))
 
 
 def initialize(path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from knockoff.cli import decisions, evaluate, index, listings, model, review, screen, users
+from knockoff.cli import decisions, evaluate, index, listings, model, review, screen, signals, users
 
 app = typer.Typer(
     help="Knockoff: screen marketplace listing photos for counterfeit products.",
@@ -26,5 +26,6 @@ for group in (screen, listings, review, model, evaluate):
 app.add_typer(users.app, name="users")
 app.add_typer(decisions.app, name="decisions")
 app.add_typer(index.app, name="index")
+app.add_typer(signals.app, name="signals")
 
 __all__ = ["app"]

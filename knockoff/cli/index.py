@@ -25,6 +25,8 @@ def index(
     reference: Annotated[Optional[list[str]], typer.Option(help="Reference source (repeatable); replaces params `index.references`.")] = None,
     calibration: Annotated[Optional[str], typer.Option(help="Labelled validation photos to calibrate on; replaces params `index.calibration`.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="FAISS index_factory string; replaces params `index.factory`.")] = None,
+    catalogue: Annotated[Optional[Path], typer.Option(help="The brand's catalogue CSV (README: catalogue), kept with the gallery.")] = None,
+    rates: Annotated[Optional[Path], typer.Option(help="With --catalogue: currency rates CSV (currency, rate).")] = None,
 ) -> None:
     """Build the reference gallery for a model and calibrate its score (DVC stage `index`).
 
@@ -45,39 +47,76 @@ def index(
         config = load_config(IndexConfig, "index", params)
         overrides = {"references": tuple(reference) if reference else None, "calibration": calibration, "factory": factory}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        products = _read_catalogue(catalogue, rates)  # before the build: a bad catalogue costs nothing
         gallery = run_index(config, model, out)
     except (FileNotFoundError, ValueError, TimeoutError) as error:
         fail(error)
     typer.echo(f"gallery {gallery.info.version}: {gallery.info.count} references ({gallery.info.index_factory}) -> {out}")
     if gallery.info.calibration:
         typer.echo(json.dumps(gallery.info.calibration.to_dict()))
+    if products is not None:
+        _add_catalogue(model, out, products)
+
+
+def _read_catalogue(catalogue: Path | None, rates: Path | None):
+    from knockoff.data.catalogue import read_catalogue
+
+    if rates is not None and catalogue is None:
+        raise ValueError("--rates converts the prices of --catalogue")
+    return read_catalogue(catalogue, rates) if catalogue is not None else None
+
+
+def _add_catalogue(model: Path, gallery: Path, catalogue) -> None:
+    from knockoff.gallery.indexing import add_catalogue
+
+    try:
+        added = add_catalogue(model, gallery, catalogue)
+    except (FileNotFoundError, ValueError, TimeoutError) as error:
+        fail(error)
+    _report(added)
+    stored = [p["product"] for p in added.gallery.info.catalogue["products"]]
+    names = [given.product if given.product == kept else f"{given.product} (the gallery's {kept})"
+             for given, kept in zip(catalogue.products, stored)]
+    typer.echo(f"catalogue {catalogue.source}: {len(names)} products ({', '.join(names)}), kept with the gallery")
+
+
+def _report(added) -> None:
+    for path, error in added.unreadable[:10]:
+        typer.echo(f"  unreadable: {path}: {error}", err=True)
+    typer.echo(f"gallery {added.gallery.info.version}: added {added.added} references ({added.already_present} already there, "
+               f"{added.unlabelled} without product/label, {len(added.unreadable)} unreadable); {added.gallery.info.count} in all")
 
 
 @app.command("add")
 def index_add(
-    sources: Annotated[list[str], typer.Argument(help="Labelled manifests (e.g. data/confirmed/manifest.parquet), folders or globs.")],
+    sources: Annotated[Optional[list[str]], typer.Argument(help="Labelled manifests (e.g. data/confirmed/manifest.parquet), folders or globs.")] = None,
     product: Annotated[Optional[str], typer.Option(help="Every photo shows this product (a new brand or product: no retraining needed).")] = None,
     fake: Annotated[bool, typer.Option("--fake", help="With --product: the photos are known fakes, not genuine references.")] = False,
     brand: Annotated[Optional[str], typer.Option(help="With --product: the product's brand.")] = None,
     model: Annotated[Path, typer.Option(help="The model the gallery belongs to.")] = Path("models/knockoff.onnx"),
     gallery: Annotated[Path, typer.Option("--index", help="Gallery folder to extend (rewritten atomically; a running review service picks it up).")] = Path("models/gallery"),
+    catalogue: Annotated[Optional[Path], typer.Option(help="The brand's catalogue CSV: its official photos join as genuine references marked official, and it is kept with the gallery (README: catalogue).")] = None,
+    rates: Annotated[Optional[Path], typer.Option(help="With --catalogue: currency rates CSV (currency, rate); never fetched.")] = None,
 ) -> None:
     """Add genuine references or known fakes to a gallery, no retraining needed.
 
     Confirmed decisions: `knockoff index add data/confirmed/manifest.parquet`. A new product:
-    `knockoff index add --product "acme tote" photos/acme-tote/`. Photos already in the
-    gallery are skipped; the score calibration is kept.
+    `knockoff index add --product "acme tote" photos/acme-tote/`. The brand's catalogue:
+    `knockoff index add --catalogue catalogue.csv`. Photos already in the gallery are
+    skipped; the score calibration is kept.
     """
     from knockoff.data.records import FAKE, GENUINE
     from knockoff.gallery.indexing import add_references
 
     if (fake or brand) and product is None:
         fail(ValueError("--fake and --brand describe --product"))
+    if not sources and catalogue is None:
+        fail(ValueError("name photos to add, or --catalogue FILE"))
     try:
-        added = add_references(model, gallery, sources, product, FAKE if fake else GENUINE, brand)
+        products = _read_catalogue(catalogue, rates)
+        if sources:
+            _report(add_references(model, gallery, sources, product, FAKE if fake else GENUINE, brand))
     except (FileNotFoundError, ValueError, TimeoutError) as error:
         fail(error)
-    for path, error in added.unreadable[:10]:
-        typer.echo(f"  unreadable: {path}: {error}", err=True)
-    typer.echo(f"gallery {added.gallery.info.version}: added {added.added} references ({added.already_present} already there, "
-               f"{added.unlabelled} without product/label, {len(added.unreadable)} unreadable); {added.gallery.info.count} in all")
+    if products is not None:
+        _add_catalogue(model, gallery, products)

@@ -10,12 +10,22 @@ import typer
 from knockoff.cli.options import fail
 
 app = typer.Typer()
+SignalsOption = Annotated[Optional[Path], typer.Option(
+    help="Signal ratios to weigh price and reused official photos with, instead of those the results carry "
+         "(`knockoff signals fit`).")]
+
+
+def _ratios(path: Path | None):
+    from knockoff.listings.signals import read_ratios
+
+    return read_ratios(path) if path is not None else None
 
 
 @app.command()
 def listings(
     results: Annotated[Path, typer.Argument(help="Parquet results file written by `knockoff screen`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Listings file (Parquet).")] = Path("listings.parquet"),
+    signals: SignalsOption = None,
 ) -> None:
     """One row per listing: its photos combined (a fake photo makes a fake listing; an
     unsupported one does not make it genuine), its status, score, flag and most
@@ -25,7 +35,7 @@ def listings(
     from knockoff.listings import write_listings
 
     try:
-        summary = write_listings(results, out)
+        summary = write_listings(results, out, ratios=_ratios(signals))
     except (FileNotFoundError, ValueError) as error:
         fail(error)
     typer.echo(summary.line(out))
@@ -39,6 +49,7 @@ def sellers(
     out: Annotated[Path, typer.Option("--out", "-o", help="Sellers file (Parquet), highest risk first.")] = Path("sellers.parquet"),
     store: Annotated[Optional[Path], typer.Option(help="The review service's store (knockoff.db): adds analysts' confirmed fakes.")] = None,
     top: Annotated[int, typer.Option(help="How many of the riskiest sellers to print.")] = 10,
+    signals: SignalsOption = None,
 ) -> None:
     """One row per seller, ranked by risk: the expected counterfeit share of its judged
     listings, shrunk towards the run's base rate (knockoff/listings/sellers.py)."""
@@ -46,7 +57,7 @@ def sellers(
     from knockoff.listings.sellers import summary_of
 
     try:
-        table = write_sellers(results, out, store)
+        table = write_sellers(results, out, store, ratios=_ratios(signals))
     except (FileNotFoundError, ValueError) as error:
         fail(error)
     typer.echo(f"{table.num_rows} sellers -> {out}")

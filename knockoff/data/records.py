@@ -8,6 +8,8 @@ GENUINE = "genuine"
 FAKE = "fake"
 # Background references: photos of products nobody monitors (never a listing's label).
 UNMONITORED = "unmonitored"
+# The `source` of a reference that is the brand's own photo (its catalogue, knockoff/data/catalogue.py).
+OFFICIAL = "official"
 
 # Words that marketplaces, datasets and analysts use for the two authenticity labels.
 _AUTHENTICITY_WORDS = {

@@ -31,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 
 from knockoff.data import data_root, portable_path, read_sources
+from knockoff.data.catalogue import Catalogue, product_key
 from knockoff.data.groups import conflicting_groups, group_keys, new_photographs, read_groups
-from knockoff.data.records import FAKE, GENUINE, UNMONITORED, ImageRecord, class_name
+from knockoff.data.records import FAKE, GENUINE, OFFICIAL, UNMONITORED, ImageRecord, class_name
 from knockoff.data.roboflow import cells_inside, product_boxes
 from knockoff.gallery.copies import CopyParams, reference_thumbnails
 from knockoff.gallery.matching import match
@@ -350,10 +351,49 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
     Photos already in the gallery (same path) are skipped, so re-adding an updated confirmed
     manifest adds only what is new. The gallery is rewritten atomically.
     """
-    embedder = OnnxEmbedder(model_path)
     records = list(read_sources(sources))
     if product is not None:
         records = [replace(r, product=product, authenticity=authenticity, brand=brand or r.brand) for r in records]
+    return _add_records(model_path, gallery_dir, records, ",".join(sources), None, batch_size, workers)
+
+
+def add_catalogue(model_path: Path, gallery_dir: Path, catalogue: Catalogue, batch_size: int = 32, workers: int = 2) -> Added:
+    """Keep the brand's catalogue with the gallery (replacing any earlier one) and add its
+    official photos as genuine references marked `official` (source), each of the product the
+    gallery already knows under that name, or a new product."""
+    known = _gallery_products(gallery_dir)
+    products = tuple(replace(entry, product=gallery_name(entry.product, known) or entry.product) for entry in catalogue.products)
+    records = [ImageRecord(photo, product=entry.product, authenticity=GENUINE, brand=entry.brand, source=OFFICIAL)
+               for entry in products for photo in entry.official_photos]
+    stored = replace(catalogue, products=tuple(
+        replace(entry, official_photos=tuple(portable_path(p, data_root()) for p in entry.official_photos)) for entry in products))
+    return _add_records(model_path, gallery_dir, records, f"catalogue {catalogue.source}", stored, batch_size, workers)
+
+
+def gallery_name(product: str, known: list[str]) -> str | None:
+    """The gallery's name for a catalogue's product: the same name (case and spacing aside),
+    else the one known product whose words all appear in it or that holds all of its words
+    ("Nike Air Force 1" is "nike air force"); None: a product the gallery does not know."""
+    same = [name for name in known if product_key(name) == product_key(product)]
+    if same:
+        return same[0]
+    words = set(product_key(product).split())
+    near = [name for name in known if (set(product_key(name).split()) <= words or words <= set(product_key(name).split()))]
+    return near[0] if len(near) == 1 else None
+
+
+def _gallery_products(gallery_dir: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from knockoff.gallery.store import read_info
+
+    references = pq.read_table(Path(gallery_dir) / read_info(gallery_dir).files["references"], columns=["product"])
+    return [p for p in set(references.column("product").to_pylist()) if p]
+
+
+def _add_records(model_path: Path, gallery_dir: Path, records: list[ImageRecord], source: str, catalogue: Catalogue | None,
+                 batch_size: int, workers: int) -> Added:
+    embedder = OnnxEmbedder(model_path)
     labelled_records = [r for r in records if r.product and r.authenticity]
     with writing(gallery_dir):  # read, add and save as one: a concurrent `index add` waits
         gallery = Gallery.load(gallery_dir, model=embedder.info)
@@ -361,7 +401,9 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
         fresh = [r for r in labelled_records if portable_path(r.path, data_root()) not in present]
         embeddings, kept, failures = embed_records(embedder, fresh, batch_size, workers, "references")
         first_new = gallery.references.num_rows
-        gallery.add(embeddings, kept, source=",".join(sources), data_root=data_root())
+        gallery.add(embeddings, kept, source=source, data_root=data_root())
+        if catalogue is not None:
+            gallery.info.catalogue = _without_unreadable(catalogue, {portable_path(p, data_root()) for p, _ in failures}).to_dict()
         if gallery.thumbnails is not None:
             gallery.set_thumbnails(catalogue_thumbnails(gallery, None, workers, first_new))
         if gallery.patches is not None:
@@ -371,6 +413,12 @@ def add_references(model_path: Path, gallery_dir: Path, sources: list[str], prod
             gallery.set_patches(reference_patches(gallery, PatchModel(patches_path(model_path)), workers, first_new))
         gallery.save(gallery_dir)
     return Added(gallery, len(kept), len(labelled_records) - len(fresh), len(records) - len(labelled_records), failures)
+
+
+def _without_unreadable(catalogue: Catalogue, unreadable: set[str]) -> Catalogue:
+    """The catalogue as kept: an official photo that could not be read is no reference, so no copy of it can be found."""
+    return replace(catalogue, products=tuple(
+        replace(entry, official_photos=tuple(p for p in entry.official_photos if p not in unreadable)) for entry in catalogue.products))
 
 
 def copies_of_references(gallery: Gallery, embeddings: np.ndarray, photos: list[ImageRecord],

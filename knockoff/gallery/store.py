@@ -74,6 +74,9 @@ class GalleryInfo:
     copies: CopyParams | None = None
     # [first, end) rows of the calibration photos that joined as references once calibrated
     calibration_rows: list[int] | None = None
+    # the brand's catalogue (knockoff/data/catalogue.py Catalogue.to_dict): retail prices,
+    # official photos (as references' paths), authorised sellers; every results file carries it
+    catalogue: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -424,9 +427,13 @@ def _table_digest(table: pa.Table) -> str:
     return digest.hexdigest()[:16]
 
 
+_LATER_FIELDS = ("catalogue",)
+
+
 def _content_version(info: GalleryInfo, references: pa.Table, thumbnails: pa.Table | None,
                      patches: PatchBanks | None = None) -> str:
-    decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created", "files")}
+    decisive = {k: v for k, v in info.to_dict().items() if k not in ("version", "created", "files")
+                and not (k in _LATER_FIELDS and v is None)}  # a gallery from before them keeps its version
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     for name in REFERENCE_FIELDS:
         digest.update(json.dumps(references.column(name).to_pylist()).encode())

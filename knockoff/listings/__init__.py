@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,9 +18,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from knockoff.listings.calibration import read_listing_calibration
-from knockoff.listings.sellers import SELLER_SCHEMA, listing_evidence, seller_risk, seller_totals
+from knockoff.listings.sellers import (
+    SELLER_SCHEMA,
+    listing_evidence,
+    seller_risk,
+    seller_totals,
+)
+from knockoff.listings.signals import SignalRatios, read_listing_context
 from knockoff.listings.spill import ROWS_PER_PARTITION, partitions
-from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_identity, listing_verdicts
+from knockoff.listings.verdicts import (
+    LISTING_SCHEMA,
+    PHOTO_COLUMNS,
+    listing_identity,
+    listing_verdicts,
+)
 from knockoff.scratch import scratch_folder
 
 PRIOR_STRENGTH = 2.0  # listings' worth of its brand's share of fakes in every seller's risk
@@ -46,18 +57,23 @@ class ListingSummary:
         return f"{self.listings} listings, {self.judged} judged, {self.flagged} flagged -> {out}{shared}"
 
 
-def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_PARTITION) -> ListingSummary:
+def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_PARTITION,
+                   ratios: SignalRatios | None = None) -> ListingSummary:
     """One row per listing of a Parquet results file (`knockoff screen --out *.parquet`),
-    flagged by a listing calibration fit on this very run (calibration.py)."""
+    flagged by a listing calibration fit on this very run (calibration.py), weighing the
+    signals of the catalogue it carries with its signal ratios, or `ratios` instead (signals.py)."""
     _check_parquet(results)
     calibration = read_listing_calibration(results)
+    context = read_listing_context(pq.read_schema(results).metadata or {})
+    if ratios is not None:
+        context = replace(context, ratios=ratios)
     counts = {"listings": 0, "flagged": 0, "judged": 0, "shared_listing_ids": 0}
     brands: dict[str, tuple[int, float]] = {}
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(partial, LISTING_SCHEMA, compression="zstd") as writer:
         for photos in partitions(results, "listing_id", PHOTO_COLUMNS, rows_per_partition, key_fallback="path"):
-            listings = listing_verdicts(photos, calibration)
+            listings = listing_verdicts(photos, calibration, context)
             writer.write_table(listings)
             counts["listings"] += listings.num_rows
             counts["flagged"] += int(pc.sum(pc.cast(listings.column("flagged"), pa.int64())).as_py() or 0)
@@ -69,7 +85,7 @@ def write_listings(results: Path, out: Path, rows_per_partition: int = ROWS_PER_
                 before = brands.get(brand, (0, 0.0))
                 brands[brand] = (before[0] + judged_count, before[1] + expected)
     partial.replace(out)
-    return ListingSummary(**counts, brands=brands, calibration=calibration.lines())
+    return ListingSummary(**counts, brands=brands, calibration=calibration.lines() + context.lines())
 
 
 def _per_brand(listings: pa.Table) -> list[tuple[str, int, float]]:
@@ -79,14 +95,15 @@ def _per_brand(listings: pa.Table) -> list[tuple[str, int, float]]:
 
 
 def write_sellers(results: Path, out: Path, store: Path | None = None, strength: float = PRIOR_STRENGTH,
-                  rows_per_partition: int = ROWS_PER_PARTITION, listings_out: Path | None = None) -> pa.Table:
+                  rows_per_partition: int = ROWS_PER_PARTITION, listings_out: Path | None = None,
+                  ratios: SignalRatios | None = None) -> pa.Table:
     """One row per seller, highest risk first; `store` (the review service's knockoff.db) adds
     the listings analysts confirmed counterfeit. Returns the sellers table; `listings_out`
     keeps the listings it was computed from (`write_listings`'s file)."""
     confirmed = confirmed_listings(store) if store else pa.array([], pa.string())
     with scratch_folder("sellers") as scratch:
         listings_path = listings_out or scratch / "listings.parquet"
-        summary = write_listings(results, listings_path, rows_per_partition)
+        summary = write_listings(results, listings_path, rows_per_partition, ratios)
         parts = []
         for listings in partitions(listings_path, "seller_id", LISTING_SCHEMA.names, rows_per_partition):
             identity = listing_identity(listings.column("marketplace"), listings.column("seller_id"), listings.column("listing_id"))

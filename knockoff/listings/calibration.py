@@ -69,7 +69,7 @@ class RunScores:
         """(share of the pool's judged photos whose bin starts at or above `threshold`, photos)."""
         histogram = self.counts.get(pool, np.zeros(BINS, np.int64))
         total = int(histogram.sum())
-        first = min(int(math.ceil(threshold * BINS - 1e-9)), BINS)
+        first = min(int(math.ceil(threshold * BINS - 1e-9)), BINS) if math.isfinite(threshold) else BINS
         return (float(histogram[first:].sum() / total) if total else 0.0), total
 
 
@@ -81,6 +81,9 @@ class PoolCalibration:
     prevalence_source: str
     thresholds: tuple[float, ...]  # by judged photos 1..MAX_PHOTOS
     precision: tuple[float | None, ...]  # the bound at each threshold (None: cold start)
+    # cold start only: the share of the run's flags (one-photo threshold) that the false-flag
+    # rate does not explain, (f - rate) / f: what a flag of a genuine-only product is worth
+    flag_precision: float | None = None
 
 
 class ListingCalibration:
@@ -97,8 +100,10 @@ class ListingCalibration:
                                                               for p in pools], np.float64)
         self._prevalence = np.array([np.nan] + [np.nan if p.prevalence is None else p.prevalence for p in pools])
         self._held_back_prevalence = np.array([np.nan] + [held_back.pools[name].prevalence for name in names])
+        self._flag_precision = np.array([np.nan] + [np.nan if p.flag_precision is None else p.flag_precision for p in pools])
         self._products = pa.array(list(held_back.products), pa.string())
         self._row_of_product = np.array([0] + [names.index(pool) + 1 for pool in held_back.products.values()], np.int64)
+        self._shifted: dict[tuple[str, float, int], tuple[float, float | None]] = {}  # judge_with_evidence's thresholds
 
     def threshold(self, product: str | None, judged_photos: int) -> tuple[float, float | None, float | None]:
         """(threshold, the precision bound there, the pool's prevalence); an unknown product is never flagged."""
@@ -112,7 +117,10 @@ class ListingCalibration:
 
         probability is p(counterfeit) at this run's share of fakes: the photo's calibrated
         probability (fit at the held-back share) moved to the run's by Bayes' rule (Saerens et
-        al. 2002); NaN for a genuine-only product, whose score is a distance, not a probability."""
+        al. 2002). A genuine-only product's score is a distance, not a probability: a flagged
+        listing of it gets the share of the run's flags of its pool that the false-flag rate
+        does not explain ((f - rate) / f, f the share of its judged photos flagged), an unflagged
+        one 0 — a flag among many is evidence, one at the false-flag rate is chance."""
         found = pc.fill_null(pc.index_in(products, value_set=self._products), -1).to_numpy()
         row = self._row_of_product[found + 1]
         judged = np.asarray(judged_photos, np.int64)
@@ -121,8 +129,42 @@ class ListingCalibration:
         prevalence = self._prevalence[row]
         shift = _odds(np.clip(prevalence, 1e-6, 1 - 1e-6)) / _odds(np.clip(self._held_back_prevalence[row], 1e-6, 1 - 1e-6))
         odds = _odds(np.clip(np.asarray(scores, np.float64), 1e-9, 1 - 1e-9)) * shift
-        return (np.where(none, np.nan, self._thresholds[row, column]), np.where(none, np.nan, self._precision[row, column]),
-                np.where(none, np.nan, prevalence), np.where(none, np.nan, odds / (1 + odds)))
+        threshold = self._thresholds[row, column]
+        # a genuine-only product's score is a distance: its flag is worth the run's flag precision
+        with np.errstate(invalid="ignore"):
+            cold = np.where(np.asarray(scores, np.float64) >= threshold, self._flag_precision[row], 0.0)
+        probability = np.where(np.isnan(prevalence), np.where(np.isnan(self._flag_precision[row]), np.nan, cold), odds / (1 + odds))
+        return (np.where(none, np.nan, threshold), np.where(none, np.nan, self._precision[row, column]),
+                np.where(none, np.nan, prevalence), np.where(none, np.nan, probability))
+
+    def pool_prevalence(self, product: str | None) -> float:
+        """The run's share of fakes in the product's pool; NaN when none is known."""
+        pool = self.pools.get(self.held_back.products.get(product or "", ""))
+        return pool.prevalence if pool is not None and pool.prevalence is not None else math.nan
+
+    def judge_with_evidence(self, product: str | None, judged_photos: int, ratio: float,
+                            prior: float | None = None) -> tuple[float, float | None, float | None]:
+        """A listing's (threshold, precision bound there, prior) when evidence beyond its photos
+        (likelihood ratio `ratio`) moves its prior from the pool's share of fakes (or `prior`,
+        for a listing none of whose photos was judged) to `prior × ratio` in odds: the
+        threshold is the one the target precision needs at that prior, as for any listing.
+        With no photo judged the prior itself is the verdict: threshold NaN, bound = prior (the
+        given prior needs no pool). (inf, None, None) where there is no prior: a product no pool
+        calibrates with fakes, and no `prior` given."""
+        pool_name = self.held_back.products.get(product or "")
+        pool = self.pools.get(pool_name) if pool_name else None
+        base = prior if prior is not None and judged_photos < 1 else pool.prevalence if pool is not None else None
+        if base is None:
+            return math.inf, None, None
+        odds = _odds(np.clip(base, 1e-6, 1 - 1e-6)) * ratio
+        shifted = float(odds / (1 + odds))
+        if judged_photos < 1:
+            return math.nan, shifted, shifted
+        key = (pool_name, round(shifted, 4), min(judged_photos, MAX_PHOTOS))
+        if key not in self._shifted:
+            self._shifted[key] = _precision_threshold(self.held_back.pools[pool_name], key[1], key[2], self.held_back.target_precision)
+        threshold, precision = self._shifted[key]
+        return threshold, precision, shifted
 
     def lines(self) -> list[str]:
         """One line per pool a run used: its prevalence and its thresholds for 1, 2 and 3 photos."""
@@ -166,8 +208,11 @@ def _calibrate_pool(pool: HeldBackPool, run: RunScores, name: str, held_back: He
     photos = int(run.counts[name].sum()) if name in run.counts else 0
     if not pool.fakes:
         thresholds = tuple(_cold_start_threshold(pool, n, held_back.false_flag_rate) for n in range(1, MAX_PHOTOS + 1))
-        source = f"genuine only: listing false-flag rate <= {held_back.false_flag_rate:g}" if photos else "unused"
-        return PoolCalibration(None, source, thresholds, (None,) * MAX_PHOTOS)
+        flags, _ = run.share_at_or_above(name, thresholds[0])
+        flag_precision = max(0.0, flags - held_back.false_flag_rate) / flags if flags > 0 else 0.0
+        source = (f"genuine only: listing false-flag rate <= {held_back.false_flag_rate:g}; {flags:.1%} of its judged photos "
+                  f"flagged, so a flag is worth p(counterfeit) {flag_precision:.2f}" if photos else "unused")
+        return PoolCalibration(None, source, thresholds, (None,) * MAX_PHOTOS, flag_precision)
     prevalence, source = estimate_prevalence(pool, run, name)
     chosen = [_precision_threshold(pool, prevalence, n, held_back.target_precision) for n in range(1, MAX_PHOTOS + 1)]
     return PoolCalibration(prevalence, source if photos else "unused", tuple(t for t, _ in chosen), tuple(p for _, p in chosen))

@@ -63,7 +63,8 @@ SELLER_SCHEMA = pa.schema([
 def listing_evidence(listings: pa.Table) -> pa.Table:
     """Per listing: seller, brand, and what risk reads (q of a judged listing, whether it is unsupported)."""
     status = pc.fill_null(listings.column("status"), "")
-    judged = pc.equal(status, "scored")
+    # judged by its photos, or (no photo judged) by its price or a reused official photo (signals.py)
+    judged = pc.or_(pc.equal(status, "scored"), pc.is_valid(listings.column("probability")))
     flag = pc.cast(pc.fill_null(listings.column("flagged"), False), pa.float64())
     q = pc.if_else(judged, pc.coalesce(listings.column("probability"), flag), 0.0)
     return pa.table({
@@ -73,7 +74,7 @@ def listing_evidence(listings: pa.Table) -> pa.Table:
         "listing_id": listings.column("listing_id"),
         "_judged": pc.cast(judged, pa.int64()),
         "_flagged": pc.cast(pc.and_(judged, pc.fill_null(listings.column("flagged"), False)), pa.int64()),
-        "_unsupported": pc.cast(pc.equal(status, "unsupported"), pa.int64()),
+        "_unsupported": pc.cast(pc.and_(pc.equal(status, "unsupported"), pc.invert(judged)), pa.int64()),
         "_q": q,
         "_score": pc.if_else(judged, pc.fill_null(listings.column("score"), 0.0), 0.0),
     })

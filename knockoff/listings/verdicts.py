@@ -22,6 +22,18 @@ two marketplaces, are two listings. A photo without a listing id is a listing of
 - Reused photos: `reused_photos` counts the listing's photos that appear elsewhere in the run
   (`knockoff screen --duplicates`) or copy a gallery reference (every run), and
   `reference_copies` the latter.
+- Signals beyond the photos (signals.py), with the brand's catalogue the results carry:
+  `price_ratio` (price over the product's retail price), `official_reuse` (who shows one of
+  the brand's official photos; null where the catalogue has none for the product), each
+  with its likelihood ratio (`price_ratio_lr`, `reuse_lr`), and `image_lr`, the photos'. The
+  signals move the listing's prior (the run's share of fakes) by their ratios, and its
+  `threshold` is the one the target precision needs at that prior (calibration.py,
+  `judge_with_evidence`); `probability` is the photos' p(counterfeit) times the signals'
+  ratios. A listing none of whose photos was judged (copies of official photos only, say)
+  is judged by its signals alone, from the prior of such listings the ratios were fit with,
+  and flagged when that reaches the target precision. Without a catalogue every ratio is 1
+  and the verdict is the photos' alone. `label` is the listing's
+  known truth where its photos carried labels (fake if any photo is), for fitting and evaluation.
 """
 
 from __future__ import annotations
@@ -30,11 +42,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from knockoff.data.catalogue import Catalogue
 from knockoff.data.records import LISTING_FIELDS
 from knockoff.listings.calibration import ListingCalibration
+from knockoff.listings.signals import (
+    REUSE_KINDS,
+    ListingContext,
+    price_band,
+    reuse_band,
+)
 from knockoff.screening.results import RESULT_SCHEMA
 
 STATUS_ORDER = ("scored", "unsupported", "copy", "no_match", "error")  # a listing takes its photos' first
+SHOWS_PRODUCT = ("scored", "unsupported", "copy")  # statuses whose judged product the photo does show
 KEY = "listing_id"
 IDENTITY = "_listing"  # marketplace, seller and listing id, joined: what a listing is
 PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "product",
@@ -62,15 +82,23 @@ LISTING_SCHEMA = pa.schema([
     ("fake_photos_labelled", pa.int64()),  # photos whose input label says fake (evaluation)
     ("reused_photos", pa.int64()),  # photos seen elsewhere in the run, or copies of a reference
     ("reference_copies", pa.int64()),  # ... of which copies of a gallery reference
+    ("official_photos", pa.int64()),  # ... of which copies of the brand's official photos (its catalogue)
+    ("price_ratio", pa.float64()),  # price over the catalogued product's retail price (null: none to compare)
+    ("official_reuse", pa.string()),  # signals.REUSE_KINDS; null where the catalogue has no official photo of it
+    ("price_ratio_lr", pa.float64()),  # likelihood ratios (signals.py); 1 where the signal does not apply
+    ("reuse_lr", pa.float64()),
+    ("image_lr", pa.float64()),  # the photos' odds over the run's share of fakes (null: none judged)
+    ("label", pa.string()),  # known truth where its photos were labelled: fake if any is, genuine if all are
 ])
 
 
-def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Table:
+def listing_verdicts(photos: pa.Table, calibration: ListingCalibration, context: ListingContext = ListingContext()) -> pa.Table:
     """One row per listing of `photos` (rows of a results file holding whole listings),
-    flagged by the run's listing `calibration` (`read_listing_calibration`)."""
+    flagged by the run's listing `calibration` (`read_listing_calibration`), weighing the
+    signals of `context` (the catalogue and ratios the results carry)."""
     if photos.num_rows == 0:
         return LISTING_SCHEMA.empty_table()
-    photos = _normalised(photos)
+    photos = _normalised(photos, context.catalogue)
     rank = pc.fill_null(pc.index_in(photos.column("status"), pa.array(STATUS_ORDER)), len(STATUS_ORDER))
     ordered = photos.append_column("_rank", rank).append_column(
         "_score", pc.fill_null(pc.cast(photos.column("score"), pa.float64()), -1.0))
@@ -81,14 +109,41 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Ta
     firsts = [*[(name, "first", top_photo) for name in ("path", "status", "status_reason", "product", "brand")],
               *[(name, "first") for name in (KEY, *LISTING_FIELDS, "claimed_product")]]
     grouped = ordered.group_by(IDENTITY, use_threads=False).aggregate([
-        *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_mismatch", "max"),
-        ("_score", "max"), ("_reused", "sum"), ("_reference_copy", "sum")])
+        *firsts, ("path", "count"), ("_scored", "sum"), ("_flagged", "sum"), ("_fake", "sum"), ("_labelled", "sum"),
+        ("_mismatch", "max"), ("_score", "max"), ("_reused", "sum"), ("_reference_copy", "sum"), ("_official", "sum"),
+        ("_official_product", "first")])
     scored = grouped.column("_scored_sum")
     top_score = pc.if_else(pc.greater(scored, 0), grouped.column("_score_max"), pa.scalar(None, pa.float64()))
-    threshold, precision, prevalence, probability = (
-        pa.array(values, pa.float64(), from_pandas=True)  # NaN -> null: nothing to say
-        for values in calibration.judge(pc.cast(grouped.column("product_first"), pa.string()).combine_chunks(),
-                                        scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy()))
+    signals = _Signals(grouped, context)
+    products = pc.cast(grouped.column("product_first"), pa.string()).combine_chunks()
+    threshold, precision, prevalence, probability = calibration.judge(
+        products, scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        image_lr = _odds(probability) / _odds(prevalence)
+    flagged = pc.fill_null(pc.greater_equal(top_score, pa.array(threshold, pa.float64(), from_pandas=True)), False).to_numpy(
+        zero_copy_only=False)
+    # Where a signal weighs, it moves the listing's prior, and the threshold is the one the
+    # target precision needs at that prior; a listing no photo of which was judged is judged
+    # by its signals alone, from the prior of such listings (signals.py).
+    judged = scored.to_numpy()
+    for i in np.flatnonzero(signals.applies):
+        ratio = float(signals.price_lr[i] * signals.reuse_lr[i])
+        if judged[i] and not np.isfinite(prevalence[i]):
+            continue  # a genuine-only product: its score is a distance, weighed alone
+        product = products[i].as_py() if judged[i] else signals.product[i].as_py()
+        cut, bound, prior = calibration.judge_with_evidence(product, int(judged[i]), ratio,
+                                                            None if judged[i] else context.ratios.unjudged_prior)
+        if prior is None:
+            continue
+        threshold[i], precision[i] = cut, (np.nan if bound is None else bound)
+        if judged[i]:
+            odds = _odds(probability[i]) * ratio
+            probability[i], flagged[i] = odds / (1 + odds), top_score[i].as_py() >= cut
+        else:
+            probability[i], prevalence[i] = prior, calibration.pool_prevalence(product)
+            flagged[i] = prior >= calibration.held_back.target_precision
+    nullable = lambda values: pa.array(values, pa.float64(), from_pandas=True)  # noqa: E731 - NaN -> null: nothing to say
+    labelled, fakes = grouped.column("_labelled_sum"), grouped.column("_fake_sum")
     columns = {
         KEY: grouped.column(f"{KEY}_first"),
         **{name: grouped.column(f"{name}_first") for name in LISTING_FIELDS},
@@ -97,26 +152,83 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration) -> pa.Ta
         "flagged_photos": grouped.column("_flagged_sum"),
         "status": grouped.column("status_first"),
         "score": top_score,
-        "flagged": pc.fill_null(pc.greater_equal(top_score, threshold), False),
-        "threshold": threshold,
-        "expected_precision": precision,
-        "prevalence": prevalence,
-        "probability": probability,
-        "product": grouped.column("product_first"),
+        "flagged": pa.array(flagged, pa.bool_()),
+        "threshold": nullable(threshold),
+        "expected_precision": nullable(precision),
+        "prevalence": nullable(prevalence),
+        "probability": nullable(probability),
+        "product": pc.coalesce(grouped.column("product_first"), signals.product),
         "claimed_product": grouped.column("claimed_product_first"),
         "product_mismatch": grouped.column("_mismatch_max"),
-        "brand": grouped.column("brand_first"),
+        "brand": pc.coalesce(grouped.column("brand_first"), signals.brand),
         "top_photo": grouped.column("path_first"),
         "top_photo_reason": pc.if_else(pc.greater(scored, 0), pa.scalar(None, pa.string()), grouped.column("status_reason_first")),
-        "fake_photos_labelled": grouped.column("_fake_sum"),
+        "fake_photos_labelled": fakes,
         "reused_photos": grouped.column("_reused_sum"),
         "reference_copies": grouped.column("_reference_copy_sum"),
+        "official_photos": grouped.column("_official_sum"),
+        "price_ratio": signals.price_ratio,
+        "official_reuse": signals.reuse,
+        "price_ratio_lr": pa.array(signals.price_lr, pa.float64()),
+        "reuse_lr": pa.array(signals.reuse_lr, pa.float64()),
+        "image_lr": nullable(np.where(scored.to_numpy() > 0, image_lr, np.nan)),
+        "label": pc.if_else(pc.greater(fakes, 0), pa.scalar("fake"),
+                            pc.if_else(pc.equal(labelled, grouped.column("path_count")), pa.scalar("genuine"),
+                                       pa.scalar(None, pa.string()))),
     }
     return pa.table({name: pc.cast(columns[name], LISTING_SCHEMA.field(name).type) for name in LISTING_SCHEMA.names},
                     schema=LISTING_SCHEMA)
 
 
-def _normalised(photos: pa.Table) -> pa.Table:
+def _odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
+    return p / (1 - p)
+
+
+class _Signals:
+    """Per listing of a grouped table: the catalogued product its signals read, and the signals."""
+
+    def __init__(self, grouped: pa.Table, context: ListingContext) -> None:
+        n = grouped.num_rows
+        catalogue = context.catalogue
+        claimed, product, official, status = (grouped.column(c).to_pylist() for c in (
+            "claimed_product_first", "product_first", "_official_product_first", "status_first"))
+        # the matched product only where the photo showed one (not `no_match`: the nearest of nothing)
+        product = [p if s in SHOWS_PRODUCT else None for p, s in zip(product, status)]
+        titles = grouped.column("title_first").to_pylist()
+        entries = ([_entry(catalogue, c, t, p, o) for c, t, p, o in zip(claimed, titles, product, official)] if catalogue
+                   else [None] * n)
+        self.product = pa.array([e.product if e else None for e in entries], pa.string())
+        self.brand = pa.array([e.brand if e else None for e in entries], pa.string())
+        prices, currencies, sellers = (grouped.column(f"{c}_first").to_pylist() for c in ("price", "currency", "seller_id"))
+        self.price_ratio = pa.array([catalogue.price_ratio(e.product, p, c) if e else None
+                                     for e, p, c in zip(entries, prices, currencies)], pa.float64())
+        officials = grouped.column("_official_sum").to_pylist()
+        self.reuse = pa.array([_reuse_kind(catalogue, e, count, seller) for e, count, seller in zip(entries, officials, sellers)],
+                              pa.string())
+        price, reuse = price_band(self.price_ratio), reuse_band(self.reuse)
+        self.price_lr, self.reuse_lr = context.ratios.ratio("price", price), context.ratios.ratio("reuse", reuse)
+        ratios = context.ratios
+        self.applies = ((price >= 0) & ratios.weighs("price")) | ((reuse >= 0) & ratios.weighs("reuse"))
+
+
+def _entry(catalogue: Catalogue, claimed: str | None, title: str | None, product: str | None, official: str | None):
+    """The catalogue row a listing is priced against: the product it claims (its product
+    column, else its title), else its top photo's judged product, else that of the official
+    photo it shows."""
+    return catalogue.find(claimed) or catalogue.named_in(title) or catalogue.find(product) or catalogue.find(official)
+
+
+def _reuse_kind(catalogue: Catalogue, entry, official_photos: int, seller: str | None) -> str | None:
+    if entry is None or not entry.official_photos:
+        return None
+    if not official_photos:
+        return REUSE_KINDS[0]
+    authorised = catalogue.authorised(entry.product, seller)
+    return REUSE_KINDS[3] if authorised is None else REUSE_KINDS[1] if authorised else REUSE_KINDS[2]
+
+
+def _normalised(photos: pa.Table, catalogue: Catalogue | None = None) -> pa.Table:
     """The columns the verdict reads, typed, with helper columns; missing ones as nulls."""
     def column(name: str, kind: pa.DataType | None = None) -> pa.ChunkedArray | pa.Array:
         kind = kind or RESULT_SCHEMA.field(name).type
@@ -133,6 +245,13 @@ def _normalised(photos: pa.Table) -> pa.Table:
     table["_scored"] = pc.cast(pc.equal(pc.fill_null(status, ""), "scored"), pa.int64())
     table["_flagged"] = pc.cast(pc.and_(flagged, pc.equal(pc.fill_null(status, ""), "scored")), pa.int64())
     table["_fake"] = pc.cast(pc.equal(pc.fill_null(column("label"), ""), "fake"), pa.int64())
+    table["_labelled"] = pc.cast(pc.is_in(pc.fill_null(column("label"), ""), pa.array(["fake", "genuine"])), pa.int64())
+    official = catalogue.official_photos() if catalogue else {}
+    copied = column("reference_copy")
+    index = pc.index_in(copied, value_set=pa.array(list(official), pa.string()))
+    table["_official"] = pc.cast(pc.is_valid(index), pa.int64())
+    table["_official_product"] = pc.take(pa.array(list(official.values()), pa.string()), index) if official else pa.nulls(
+        photos.num_rows, pa.string())
     table["_mismatch"] = pc.cast(pc.fill_null(column("product_mismatch"), False), pa.int64())
     keys = pc.coalesce(table[KEY], table["path"])
     table[KEY] = keys

@@ -186,13 +186,17 @@ class Scorer:
         self.local = LocalEvidence.of(model_path, self.embedder.info, self.gallery, threads, device) if regions else None
         self.versions = {"model_version": self.embedder.info.version, "index_version": self.gallery.info.version}
         self.brands = product_brands(self.gallery)
+        self.signals = signals_file(gallery_path)
 
     @property
     def metadata(self) -> dict[str, str]:
-        """What a results file says of its run: the versions, and the held-back scores its
-        listings are calibrated from (`knockoff listings`)."""
+        """What a results file says of its run: the versions, the held-back scores its listings
+        are calibrated from, the brand's catalogue and the listing signals' ratios (`knockoff listings`)."""
         held_back = self.gallery.info.held_back_scores
-        return {**self.versions, **({"held_back_scores": json.dumps(held_back, separators=(",", ":"))} if held_back else {})}
+        catalogue = self.gallery.info.catalogue
+        return {**self.versions, **({"held_back_scores": json.dumps(held_back, separators=(",", ":"))} if held_back else {}),
+                **({"catalogue": json.dumps(catalogue, separators=(",", ":"))} if catalogue else {}),
+                **({"listing_signals": self.signals.read_text()} if self.signals else {})}
 
     @property
     def input_size(self) -> int:
@@ -208,6 +212,17 @@ class Scorer:
         regions = self.local.regions(batch.images, matches.status, matches.product) if self.local else None
         rows = result_table(batch, matches, self.versions, self.brands, regions)
         return rows.append_column(PART_SCHEMA.field("embedding"), [embedding_column(batch.errors, embeddings)])
+
+
+SIGNALS_FILE = "listing-signals.json"  # listing signals' likelihood ratios (knockoff/listings/signals.py)
+
+
+def signals_file(gallery_path: Path) -> Path | None:
+    """The signal ratios beside the gallery folder, else the shipped ones (models/), else None."""
+    beside = Path(gallery_path).parent / SIGNALS_FILE
+    if beside.is_file():
+        return beside
+    return next((place for place in model_places(DEFAULT_GALLERY.parent / SIGNALS_FILE) if place.is_file()), None)
 
 
 def run_identity(inputs: list[str], scorer: Scorer) -> dict[str, object]:

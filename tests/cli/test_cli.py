@@ -57,3 +57,26 @@ def test_screening_nothing_warns_and_fails_unless_allowed(tiny_onnx, tiny_galler
         (tmp_path / "r.parquet").unlink(missing_ok=True)
     allowed = CliRunner().invoke(app, ["screen", str(empty), "--out", str(tmp_path / "ok.parquet"), "--allow-empty", *common])
     assert allowed.exit_code == 0 and "screened 0 images" in allowed.output
+
+
+def test_index_add_catalogue_refuses_a_bad_row_and_leaves_the_gallery_as_it_was(tiny_onnx, tiny_gallery, tmp_path, monkeypatch):
+    import shutil
+
+    from tests.helpers import SAMPLE
+
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tiny_gallery, gallery)
+    before = (gallery / "gallery.json").read_text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("product,brand,retail_price,currency\nnike air force,nike,about 100,USD\n")
+    result = runner.invoke(app, ["index", "add", "--catalogue", str(bad), "--index", str(gallery), "--model", str(tiny_onnx)])
+    assert result.exit_code == 1 and "line 2: retail_price 'about 100' is not a number" in result.output
+    assert (gallery / "gallery.json").read_text() == before
+    good = tmp_path / "catalogue.csv"
+    good.write_text("product,brand,retail_price,currency,official_photos\n"
+                    f"Nike Air Force 1,nike,110,USD,{SAMPLE / 'official' / 'air-force-1-white.jpg'}\n")
+    result = runner.invoke(app, ["index", "add", "--catalogue", str(good), "--index", str(gallery), "--model", str(tiny_onnx)])
+    assert result.exit_code == 0, result.output
+    assert "added 1 references" in result.output and "Nike Air Force 1 (the gallery's nike air force)" in result.output
+    assert runner.invoke(app, ["index", "add", "--index", str(gallery)]).exit_code == 1  # nothing to add

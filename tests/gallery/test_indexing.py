@@ -150,3 +150,44 @@ def test_the_gallery_keeps_patch_banks_with_objectness_and_index_add_extends_the
     grown = Gallery.load(tmp_path / "g").patches
     assert ("acme tote", "genuine") in grown.keys and len(grown.vectors) > len(banks.vectors)
     assert set(map(int, grown.rows)) == catalogue | {48, 49} and grown.objectness.keys() == banks.objectness.keys()
+
+
+def test_a_catalogue_adds_its_official_photos_and_is_kept_with_the_gallery(tiny_onnx, tmp_path, sample_root):
+    import shutil
+
+    from knockoff.data.catalogue import Catalogue, read_catalogue
+    from knockoff.data.records import OFFICIAL
+    from knockoff.gallery.indexing import add_catalogue
+
+    index(IndexConfig(references=("sneakers/train",), calibration="sneakers/valid"), tiny_onnx, tmp_path / "g")
+    before = Gallery.load(tmp_path / "g")
+    official = tmp_path / "brand"
+    official.mkdir()
+    valid = sorted((SAMPLE / "sneakers/valid/images").glob("*.jpg"))
+    for number, photo in enumerate(valid[:2]):
+        shutil.copy(photo, official / f"af1-{number}.jpg")
+    (official / "broken.jpg").write_bytes(b"not a photo")
+    (tmp_path / "catalogue.csv").write_text(
+        "product,brand,retail_price,currency,official_photos,authorised_sellers\n"
+        "Nike Air Force,nike,110,USD,brand/af1-0.jpg;brand/af1-1.jpg;brand/broken.jpg,dealer\n")
+    added = add_catalogue(tiny_onnx, tmp_path / "g", read_catalogue(tmp_path / "catalogue.csv"))
+    assert added.added == 2 and len(added.unreadable) == 1
+    after = Gallery.load(tmp_path / "g")
+    assert after.info.version != before.info.version and after.info.count == before.info.count + 2
+    kept = Catalogue.from_dict(after.info.catalogue)
+    entry = kept.find("nike air force")
+    assert entry.product == "nike air force"  # the gallery's spelling of the product
+    assert entry.official_photos == tuple(str(official / f"af1-{n}.jpg") for n in range(2))  # the unreadable one left out
+    rows = after.references.slice(before.info.count).to_pylist()
+    assert {(r["product"], r["authenticity"], r["source"]) for r in rows} == {("nike air force", "genuine", OFFICIAL)}
+    assert after.thumbnails.num_rows > before.thumbnails.num_rows  # the copy check can find copies of them
+
+
+def test_a_catalogue_product_takes_the_gallery_name_it_plainly_means():
+    from knockoff.gallery.indexing import gallery_name
+
+    known = ["nike air force", "nike jordan 1"]
+    assert gallery_name("NIKE  Air Force", known) == "nike air force"
+    assert gallery_name("Nike Air Force 1", known) == "nike air force"  # holds all of its words
+    assert gallery_name("Jordan 1", known) == "nike jordan 1"  # all of its words are the gallery's
+    assert gallery_name("Nike Dunk Low", known) is None and gallery_name("nike", known) is None  # none, or not one

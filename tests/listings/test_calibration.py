@@ -106,6 +106,20 @@ def test_a_genuine_only_product_keeps_its_listings_false_flag_rate():
         assert bound is None and prevalence is None
 
 
+def test_a_genuine_only_flag_is_worth_the_share_of_flags_chance_does_not_explain():
+    """A run of genuine photos alone is flagged at about the false-flag rate: a flag there is
+    worth little. Add far-off photos (fakes no reference resembles) and a flag is worth more."""
+    rng = np.random.default_rng(6)
+    pool = HeldBackPool(sorted(rng.normal(0.2, 0.15, 2_000).tolist()), [])
+    genuine = rng.choice(pool.genuine, 5_000)
+    chance, with_fakes = (calibration_for(pool, scores) for scores in (genuine, np.r_[genuine, np.full(250, 2.0)]))
+    threshold = chance.threshold("shoe", 1)[0]
+    worth = [c.judge(pa.array(["shoe", "shoe"]), np.array([1, 1]), np.array([threshold + 0.01, threshold - 0.01]))[3]
+             for c in (chance, with_fakes)]
+    assert worth[0][1] == worth[1][1] == 0.0  # not flagged: nothing
+    assert worth[0][0] < 0.3 < 0.7 < worth[1][0] < 1.0  # about 1% flagged by chance, against about 6% with fakes
+
+
 def test_the_precision_bound_counts_n_chances_of_a_false_flag():
     assert listing_precision(0.8, 0.01, 0.1, 1) == pytest.approx(0.08 / (0.08 + 0.9 * 0.01))
     assert listing_precision(0.8, 0.01, 0.1, 3) == pytest.approx(0.08 / (0.08 + 0.9 * (1 - 0.99 ** 3)))
