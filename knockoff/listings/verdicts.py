@@ -191,13 +191,18 @@ class _Signals:
     def __init__(self, grouped: pa.Table, context: ListingContext) -> None:
         n = grouped.num_rows
         catalogue = context.catalogue
+        if catalogue is None:  # nothing to weigh: no per-listing work (a crawl without a catalogue)
+            self.product = self.brand = self.reuse = pa.nulls(n, pa.string())
+            self.price_ratio = pa.nulls(n, pa.float64())
+            self.price_lr = self.reuse_lr = np.ones(n)
+            self.applies = np.zeros(n, bool)
+            return
         claimed, product, official, status = (grouped.column(c).to_pylist() for c in (
             "claimed_product_first", "product_first", "_official_product_first", "status_first"))
         # the matched product only where the photo showed one (not `no_match`: the nearest of nothing)
         product = [p if s in SHOWS_PRODUCT else None for p, s in zip(product, status)]
         titles = grouped.column("title_first").to_pylist()
-        entries = ([_entry(catalogue, c, t, p, o) for c, t, p, o in zip(claimed, titles, product, official)] if catalogue
-                   else [None] * n)
+        entries = [_entry(catalogue, c, t, p, o) for c, t, p, o in zip(claimed, titles, product, official)]
         self.product = pa.array([e.product if e else None for e in entries], pa.string())
         self.brand = pa.array([e.brand if e else None for e in entries], pa.string())
         prices, currencies, sellers = (grouped.column(f"{c}_first").to_pylist() for c in ("price", "currency", "seller_id"))
@@ -207,8 +212,8 @@ class _Signals:
         self.reuse = pa.array([_reuse_kind(catalogue, e, count, seller) for e, count, seller in zip(entries, officials, sellers)],
                               pa.string())
         price, reuse = price_band(self.price_ratio), reuse_band(self.reuse)
-        self.price_lr, self.reuse_lr = context.ratios.ratio("price", price), context.ratios.ratio("reuse", reuse)
         ratios = context.ratios
+        self.price_lr, self.reuse_lr = ratios.ratio("price", price), ratios.ratio("reuse", reuse)
         self.applies = ((price >= 0) & ratios.weighs("price")) | ((reuse >= 0) & ratios.weighs("reuse"))
 
 
