@@ -38,6 +38,8 @@ two marketplaces, are two listings. A photo without a listing id is a listing of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -120,28 +122,11 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration, context:
         products, scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy())
     with np.errstate(divide="ignore", invalid="ignore"):
         image_lr = _odds(probability) / _odds(prevalence)
-    flagged = pc.fill_null(pc.greater_equal(top_score, pa.array(threshold, pa.float64(), from_pandas=True)), False).to_numpy(
-        zero_copy_only=False)
-    # Where a signal weighs, it moves the listing's prior, and the threshold is the one the
-    # target precision needs at that prior; a listing no photo of which was judged is judged
-    # by its signals alone, from the prior of such listings (signals.py).
-    judged = scored.to_numpy()
-    for i in np.flatnonzero(signals.applies):
-        ratio = float(signals.price_lr[i] * signals.reuse_lr[i])
-        if judged[i] and not np.isfinite(prevalence[i]):
-            continue  # a genuine-only product: its score is a distance, weighed alone
-        product = products[i].as_py() if judged[i] else signals.product[i].as_py()
-        cut, bound, prior = calibration.judge_with_evidence(product, int(judged[i]), ratio,
-                                                            None if judged[i] else context.ratios.unjudged_prior)
-        if prior is None:
-            continue
-        threshold[i], precision[i] = cut, (np.nan if bound is None else bound)
-        if judged[i]:
-            odds = _odds(probability[i]) * ratio
-            probability[i], flagged[i] = odds / (1 + odds), top_score[i].as_py() >= cut
-        else:
-            probability[i], prevalence[i] = prior, calibration.pool_prevalence(product)
-            flagged[i] = prior >= calibration.held_back.target_precision
+    verdict = _Verdict(threshold, precision, prevalence, probability, pc.fill_null(pc.greater_equal(
+        top_score, pa.array(threshold, pa.float64(), from_pandas=True)), False).to_numpy(zero_copy_only=False))
+    _weigh_signals(verdict, signals, calibration, context, products, scored.to_numpy(), top_score)
+    threshold, precision, prevalence, probability, flagged = (verdict.threshold, verdict.precision, verdict.prevalence,
+                                                              verdict.probability, verdict.flagged)
     nullable = lambda values: pa.array(values, pa.float64(), from_pandas=True)  # noqa: E731 - NaN -> null: nothing to say
     labelled, fakes = grouped.column("_labelled_sum"), grouped.column("_fake_sum")
     columns = {
@@ -178,6 +163,40 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration, context:
     }
     return pa.table({name: pc.cast(columns[name], LISTING_SCHEMA.field(name).type) for name in LISTING_SCHEMA.names},
                     schema=LISTING_SCHEMA)
+
+
+@dataclass
+class _Verdict:
+    """Per listing, what it is judged with (arrays, changed in place where signals weigh)."""
+
+    threshold: np.ndarray
+    precision: np.ndarray
+    prevalence: np.ndarray
+    probability: np.ndarray
+    flagged: np.ndarray
+
+
+def _weigh_signals(verdict: _Verdict, signals: _Signals, calibration: ListingCalibration, context: ListingContext,
+                   products: pa.Array, judged: np.ndarray, top_score: pa.ChunkedArray) -> None:
+    """Where a signal weighs, it moves the listing's prior, and the threshold is the one the
+    target precision needs at that prior; a listing no photo of which was judged is judged by
+    its signals alone, from the prior of such listings (signals.py)."""
+    for i in np.flatnonzero(signals.applies):
+        ratio = float(signals.price_lr[i] * signals.reuse_lr[i])
+        if judged[i] and not np.isfinite(verdict.prevalence[i]):
+            continue  # a genuine-only product: its score is a distance, weighed alone
+        product = products[i].as_py() if judged[i] else signals.product[i].as_py()
+        cut, bound, prior = calibration.judge_with_evidence(product, int(judged[i]), ratio,
+                                                            None if judged[i] else context.ratios.unjudged_prior)
+        if prior is None:
+            continue
+        verdict.threshold[i], verdict.precision[i] = cut, (np.nan if bound is None else bound)
+        if judged[i]:
+            odds = _odds(verdict.probability[i]) * ratio
+            verdict.probability[i], verdict.flagged[i] = odds / (1 + odds), top_score[i].as_py() >= cut
+        else:
+            verdict.probability[i], verdict.prevalence[i] = prior, calibration.pool_prevalence(product)
+            verdict.flagged[i] = prior >= calibration.held_back.target_precision
 
 
 def _odds(p: np.ndarray) -> np.ndarray:
