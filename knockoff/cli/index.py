@@ -25,7 +25,7 @@ def index(
     reference: Annotated[Optional[list[str]], typer.Option(help="Reference source (repeatable); replaces params `index.references`.")] = None,
     calibration: Annotated[Optional[str], typer.Option(help="Labelled validation photos to calibrate on; replaces params `index.calibration`.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="FAISS index_factory string; replaces params `index.factory`.")] = None,
-    catalogue: Annotated[Optional[Path], typer.Option(help="The brand's catalogue CSV (README: catalogue), kept with the gallery.")] = None,
+    catalogue: Annotated[Optional[Path], typer.Option(help="The brand's catalogue CSV (README: catalogue), kept with the gallery; replaces params `index.catalogue`.")] = None,
     rates: Annotated[Optional[Path], typer.Option(help="With --catalogue: currency rates CSV (currency, rate).")] = None,
 ) -> None:
     """Build the reference gallery for a model and calibrate its score (DVC stage `index`).
@@ -47,7 +47,9 @@ def index(
         config = load_config(IndexConfig, "index", params)
         overrides = {"references": tuple(reference) if reference else None, "calibration": calibration, "factory": factory}
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        products = _read_catalogue(catalogue, rates)  # before the build: a bad catalogue costs nothing
+        # before the build: a bad catalogue costs nothing; params `index.catalogue` keeps it across `dvc repro`
+        products = _read_catalogue(catalogue or (Path(config.catalogue) if config.catalogue else None),
+                                   rates or (Path(config.rates) if config.rates else None))
         gallery = run_index(config, model, out)
     except (FileNotFoundError, ValueError, TimeoutError) as error:
         fail(error)
@@ -77,7 +79,8 @@ def _add_catalogue(model: Path, gallery: Path, catalogue) -> None:
     stored = [p["product"] for p in added.gallery.info.catalogue["products"]]
     names = [given.product if given.product == kept else f"{given.product} (the gallery's {kept})"
              for given, kept in zip(catalogue.products, stored)]
-    typer.echo(f"catalogue {catalogue.source}: {len(names)} products ({', '.join(names)}), kept with the gallery")
+    typer.echo(f"catalogue {catalogue.source}: {len(names)} products ({', '.join(names)}), kept with the gallery "
+               "(set params `index.catalogue` for `dvc repro` to keep it in the galleries it rebuilds)")
 
 
 def _report(added) -> None:

@@ -73,6 +73,10 @@ class IndexConfig:
     copy_candidates: int = 5  # nearest references checked per photo
     copy_check: CopyParams = field(default_factory=CopyParams)  # screening's copy check (its similarity is fit)
     copy_margin: float = 0.05  # below the loosest held-back copy's cosine to its reference
+    # the brand's catalogue CSV and its rates table (knockoff/data/catalogue.py), added once the
+    # gallery is built (`knockoff index` does), so that a rebuilt gallery keeps them
+    catalogue: str | None = None
+    rates: str | None = None
 
 
 def labelled(records: list[ImageRecord], what: str) -> list[ImageRecord]:

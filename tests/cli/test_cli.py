@@ -80,3 +80,22 @@ def test_index_add_catalogue_refuses_a_bad_row_and_leaves_the_gallery_as_it_was(
     assert result.exit_code == 0, result.output
     assert "added 1 references" in result.output and "Nike Air Force 1 (the gallery's nike air force)" in result.output
     assert runner.invoke(app, ["index", "add", "--index", str(gallery)]).exit_code == 1  # nothing to add
+
+
+def test_the_index_stage_keeps_the_catalogue_its_params_name(tiny_onnx, tmp_path, monkeypatch):
+    """A rebuilt gallery (`dvc repro`) keeps the brand's catalogue when params name it."""
+    import yaml
+
+    from knockoff.data.catalogue import Catalogue
+    from knockoff.gallery.store import read_info
+    from tests.helpers import SAMPLE
+
+    monkeypatch.setenv("KNOCKOFF_DATA", str(SAMPLE))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"index": {"references": ["sneakers/train"], "calibration": "sneakers/valid",
+                                                "catalogue": str(SAMPLE / "catalogue.csv"), "rates": str(SAMPLE / "rates.csv")}}))
+    result = runner.invoke(app, ["index", "--model", str(tiny_onnx), "--params", str(params), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    kept = Catalogue.from_dict(read_info(tmp_path / "g").catalogue)
+    assert [p.product for p in kept.products] == ["nike air force", "nike jordan 1"] and kept.rates["EUR"] == 1.08
+    assert "added 2 references" in result.output
