@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -16,6 +18,8 @@ from knockoff_serve.runs import import_results  # noqa: E402
 from knockoff_serve.settings import Settings  # noqa: E402
 from knockoff_serve.store import closing, connect, initialize  # noqa: E402
 
+from knockoff.data.catalogue import Catalogue, CatalogueProduct  # noqa: E402
+from knockoff.listings.signals import PRICE_BANDS, REUSE_KINDS, SignalRatios  # noqa: E402
 from knockoff.scoring.held_back import HeldBackPool, HeldBackScores  # noqa: E402
 from knockoff.screening.results import RESULT_SCHEMA, ResultWriter  # noqa: E402
 from tests.helpers import SAMPLE  # noqa: E402
@@ -128,3 +132,32 @@ def unsupported_app(settings, database, users, tiny_onnx, tmp_path, monkeypatch)
     rows[1].update(status="no_match", score=None, flagged=False, status_reason="nearest catalogued reference 0.30")
     import_results(database, write_results(tmp_path / "open.parquet", rows))
     return create_app(replace(settings, model=tiny_onnx, gallery=tmp_path / "gallery"))
+
+
+# A catalogue's signals (knockoff/listings/signals.py): priced listings with the ratios screening carries.
+CATALOGUE = Catalogue((CatalogueProduct("nike air force", "nike", 100.0, "USD", ("brand/af1.jpg",), ("dealer",)),
+                       CatalogueProduct("nike jordan 1", "nike", 200.0, "USD", ("brand/aj1.jpg",), ("dealer",))))
+
+
+def ratios() -> SignalRatios:
+    cheap, retail = PRICE_BANDS.index("under 35%"), PRICE_BANDS.index("95-110%")
+    bands = {"price": np.array([cheap] * 40 + [retail] * 40), "reuse": np.array([REUSE_KINDS.index("none")] * 80)}
+    return SignalRatios.neutral().refit(bands, np.array([True] * 40 + [False] * 40), "test decisions")
+
+
+@pytest.fixture
+def priced(settings, database, users, tmp_path):
+    """Six one-photo listings at a fifth of retail (shop) and six at retail (dealer)."""
+    rows = [row for row in result_rows(14) if not row["error"]][:12]
+    for i, row in enumerate(rows):
+        cheap = i < 6
+        row.update(listing_id=f"P{i:02d}", seller_id="shop" if cheap else "dealer", currency="USD", status="scored",
+                   price=(0.2 if cheap else 1.0) * (100.0 if row["product"] == "nike air force" else 200.0), claimed_product=None)
+    path = tmp_path / "priced.parquet"
+    writer = ResultWriter(path, metadata={"model_version": "model-a", "index_version": "gallery-a",
+                                          "held_back_scores": HELD_BACK.to_json(),
+                                          "catalogue": json.dumps(CATALOGUE.to_dict()), "listing_signals": ratios().to_json()})
+    writer.write(rows)
+    writer.close()
+    run_id, _ = import_results(database, path)
+    return create_app(settings), run_id

@@ -355,3 +355,25 @@ def test_listing_pages_fit_a_phone(browser, market_server, database, users):
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
+
+
+def test_signals_in_words_pass_the_accessibility_checker_and_fit_a_phone(browser, priced, database, users):
+    """The listing and seller pages with a catalogue's signals, in real Chromium."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    app, _ = priced
+    cheap = database.execute("SELECT id FROM listings WHERE seller_id = 'shop' AND score IS NOT NULL ORDER BY id LIMIT 1").fetchone()["id"]
+    with BackgroundServer(app) as url:
+        for width in (1360, 390):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            log_in(page, url)
+            for path in (f"/listings/{cheap}", "/seller?id=shop&marketplace="):
+                page.goto(url + path)
+                page.wait_for_load_state("networkidle")
+                assert "price 20% of retail" in page.inner_text("body")
+                if width == 390:
+                    assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+                else:
+                    serious = [v["id"] for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+                    assert not serious, (path, serious)
+            page.close()

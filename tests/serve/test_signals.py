@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
-from knockoff_serve.app import create_app
 from knockoff_serve.confirmed import export_confirmed
 from knockoff_serve.listings import decide_listing
 from knockoff_serve.queue import Viewer
-from knockoff_serve.runs import import_results
 from typer.testing import CliRunner
 
 from knockoff.cli import app as cli
-from knockoff.data.catalogue import Catalogue, CatalogueProduct
-from knockoff.listings.signals import PRICE_BANDS, REUSE_KINDS, SignalRatios, read_ratios
-from knockoff.screening.results import ResultWriter
-from tests.serve.conftest import HELD_BACK, login, result_rows
-
-CATALOGUE = Catalogue((CatalogueProduct("nike air force", "nike", 100.0, "USD", ("brand/af1.jpg",), ("dealer",)),
-                       CatalogueProduct("nike jordan 1", "nike", 200.0, "USD", ("brand/aj1.jpg",), ("dealer",))))
-
-
-def ratios() -> SignalRatios:
-    cheap, retail = PRICE_BANDS.index("under 35%"), PRICE_BANDS.index("95-110%")
-    bands = {"price": np.array([cheap] * 40 + [retail] * 40), "reuse": np.array([REUSE_KINDS.index("none")] * 80)}
-    return SignalRatios.neutral().refit(bands, np.array([True] * 40 + [False] * 40), "test decisions")
-
-
-@pytest.fixture
-def priced(settings, database, users, tmp_path):
-    """Six one-photo listings at a fifth of retail (shop) and six at retail (dealer)."""
-    rows = [row for row in result_rows(14) if not row["error"]][:12]
-    for i, row in enumerate(rows):
-        cheap = i < 6
-        row.update(listing_id=f"P{i:02d}", seller_id="shop" if cheap else "dealer", currency="USD", status="scored",
-                   price=(0.2 if cheap else 1.0) * (100.0 if row["product"] == "nike air force" else 200.0), claimed_product=None)
-    path = tmp_path / "priced.parquet"
-    writer = ResultWriter(path, metadata={"model_version": "model-a", "index_version": "gallery-a",
-                                          "held_back_scores": HELD_BACK.to_json(),
-                                          "catalogue": json.dumps(CATALOGUE.to_dict()), "listing_signals": ratios().to_json()})
-    writer.write(rows)
-    writer.close()
-    run_id, _ = import_results(database, path)
-    return create_app(settings), run_id
+from knockoff.listings.signals import PRICE_BANDS, read_ratios
+from tests.serve.conftest import login
 
 
 def test_listing_and_seller_pages_show_each_signal_in_words(priced, database):
