@@ -366,7 +366,8 @@ def add_catalogue(model_path: Path, gallery_dir: Path, catalogue: Catalogue, bat
     official photos as genuine references marked `official` (source), each of the product the
     gallery already knows under that name, or a new product."""
     known = _gallery_products(gallery_dir)
-    products = tuple(replace(entry, product=gallery_name(entry.product, known) or entry.product) for entry in catalogue.products)
+    products = tuple(replace(entry, product=gallery_name(entry.product, known, entry.brand) or entry.product)
+                     for entry in catalogue.products)
     records = [ImageRecord(photo, product=entry.product, authenticity=GENUINE, brand=entry.brand, source=OFFICIAL)
                for entry in products for photo in entry.official_photos]
     stored = replace(catalogue, products=tuple(
@@ -374,15 +375,18 @@ def add_catalogue(model_path: Path, gallery_dir: Path, catalogue: Catalogue, bat
     return _add_records(model_path, gallery_dir, records, f"catalogue {catalogue.source}", stored, batch_size, workers)
 
 
-def gallery_name(product: str, known: list[str]) -> str | None:
+def gallery_name(product: str, known: list[str], brand: str | None = None) -> str | None:
     """The gallery's name for a catalogue's product: the same name (case and spacing aside),
-    else the one known product whose words all appear in it or that holds all of its words
-    ("Nike Air Force 1" is "nike air force"); None: a product the gallery does not know."""
+    else the one known product whose words, the brand's aside, all appear in it or hold all of
+    its own ("Nike Air Force 1" and "Air Force 1" are "nike air force", "Air Jordan 1" of
+    brand nike is "nike jordan 1"); None: a product the gallery does not know."""
     same = [name for name in known if product_key(name) == product_key(product)]
     if same:
         return same[0]
-    words = set(product_key(product).split())
-    near = [name for name in known if (set(product_key(name).split()) <= words or words <= set(product_key(name).split()))]
+    brand_words = set(product_key(brand).split())
+    words = set(product_key(product).split()) - brand_words
+    near = [name for name in known
+            if (own := set(product_key(name).split()) - brand_words) and words and (own <= words or words <= own)]
     return near[0] if len(near) == 1 else None
 
 

@@ -145,7 +145,8 @@ def test_the_gallery_keeps_patch_banks_with_objectness_and_index_add_extends_the
     assert {side for _, side in banks.keys} == {"genuine", "fake"} and set(banks.objectness) == products
     catalogue = set(map(int, (built.is_catalogue.nonzero()[0])))
     assert set(map(int, banks.rows)) == catalogue  # every catalogued reference has patches
-    photos = [write_image(tmp_path / "acme" / f"{i}.png", color=(20, 40 + 30 * i, 200), size=(120, 90)) for i in range(2)]
+    for i in range(2):
+        write_image(tmp_path / "acme" / f"{i}.png", color=(20, 40 + 30 * i, 200), size=(120, 90))
     add_references(tiny_onnx, tmp_path / "g", [str(tmp_path / "acme")], product="acme tote")
     grown = Gallery.load(tmp_path / "g").patches
     assert ("acme tote", "genuine") in grown.keys and len(grown.vectors) > len(banks.vectors)
@@ -191,3 +192,6 @@ def test_a_catalogue_product_takes_the_gallery_name_it_plainly_means():
     assert gallery_name("Nike Air Force 1", known) == "nike air force"  # holds all of its words
     assert gallery_name("Jordan 1", known) == "nike jordan 1"  # all of its words are the gallery's
     assert gallery_name("Nike Dunk Low", known) is None and gallery_name("nike", known) is None  # none, or not one
+    assert gallery_name("Air Jordan 1", known, brand="Nike") == "nike jordan 1"  # the brand's words aside
+    assert gallery_name("Air Force 1 '07", known, brand="nike") == "nike air force"
+    assert gallery_name("Air Max 90", known, brand="nike") is None
