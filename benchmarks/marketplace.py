@@ -18,7 +18,10 @@ rates table for the sellers who price in EUR; it joins a copy of the gallery wit
 (knockoff/listings/signals.py) are cross-fit by seller: the sellers are dealt into two folds
 (each archetype alternately), ratios are fit on the labelled listings of one fold and judge
 the sellers of the other, in turn, and every seller's risk comes from ratios not fit on it.
-Each signal is measured alone and together (the others' ratios set to 1). With
+Each signal is measured alone and together (the others' ratios set to 1). Most of
+sneakers `valid` copies a `train` photo (a copy of a known fake is flagged as one): with
+`--photographs new` the marketplace draws only on new photographs (the headline), with
+`--photographs copies` only on copies (recall of training photos, reported apart). With
 `--studio-fakes` every fake listing shows studio shots only, as replica sellers' catalogues
 do: photos that judge weakly, where the signals must carry the verdict. `--signals-out`
 writes the ratios fit on every labelled listing: what `knockoff screen` ships (DVC stage
@@ -49,14 +52,33 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from knockoff.data import read_source
+from knockoff.data import data_root, portable_path, read_source
 from knockoff.data.catalogue import read_catalogue
+from knockoff.data.groups import group_keys, read_groups
 from knockoff.evaluation.metrics import roc_auc
-from knockoff.gallery.indexing import IndexConfig, add_catalogue, fit_calibrations, split_unmonitored
+from knockoff.gallery.indexing import (
+    IndexConfig,
+    add_catalogue,
+    fit_calibrations,
+    split_unmonitored,
+)
 from knockoff.gallery.store import Gallery
 from knockoff.listings import write_listings, write_sellers
-from knockoff.listings.marketplace import RATES, RETAIL, authorised_sellers, listing_truth, pools, seller_truth, simulate
-from knockoff.listings.signals import DEFAULT_STRENGTH, SIGNALS, SignalRatios, labelled_listings
+from knockoff.listings.marketplace import (
+    RATES,
+    RETAIL,
+    authorised_sellers,
+    listing_truth,
+    pools,
+    seller_truth,
+    simulate,
+)
+from knockoff.listings.signals import (
+    DEFAULT_STRENGTH,
+    SIGNALS,
+    SignalRatios,
+    labelled_listings,
+)
 from knockoff.runtime.embedding import OnnxEmbedder, embed_records
 from knockoff.screening.screen import ScreenOptions, screen
 
@@ -186,6 +208,20 @@ def cross_fit(results: Path, scratch: Path, rows: list[dict], signals: tuple[str
     return risk, listings
 
 
+def photographs_of(records: list, gallery_dir: Path, groups_path: Path, which: str) -> list:
+    """The records that are new photographs (no copy of them among the gallery's references, as
+    calibrated), or copies of one, or all: what a figure over them measures."""
+    if which == "all":
+        return records
+    gallery = Gallery.load(gallery_dir).without_calibration_photos()
+    groups = read_groups(groups_path)
+    references = set(group_keys(gallery.references.column("path").to_pylist(), groups))
+    copies = set(gallery.info.excluded_copies)
+    paths = [portable_path(r.path, data_root()) for r in records]
+    new = [key not in references and path not in copies for key, path in zip(group_keys(paths, groups), paths)]
+    return [r for r, is_new in zip(records, new) if is_new == (which == "new")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -201,12 +237,18 @@ def main() -> None:
     parser.add_argument("--cross-fit", action="store_true", help="refit the calibrations on half the photos, judge the other half")
     parser.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help="the signal ratios' prior, in pseudo-listings per class")
     parser.add_argument("--signals-out", type=Path, help="write the signal ratios fit on every labelled listing here")
+    parser.add_argument("--photographs", choices=("all", "new", "copies"), default="all",
+                        help="the held-out photos the marketplace draws on: all, new photographs only (no copy of them "
+                             "among the gallery's references: the headline), or copies of a reference only")
+    parser.add_argument("--groups", type=Path, default=Path("data/groups.parquet"), help="photograph groups (`knockoff groups`)")
     parser.add_argument("--studio-fakes", action="store_true",
                         help="every fake listing shows studio shots only (the fakes cut out on white): photos that judge weakly")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-marketplace.json"))
     args = parser.parse_args()
 
-    sneakers, grocery = list(read_source(args.sneakers)), list(read_source(args.grocery))
+    sneakers, grocery = (photographs_of(list(read_source(spec)), args.index, args.groups, args.photographs)
+                         for spec in (args.sneakers, args.grocery))
+    print(f"{args.photographs} photographs: {len(sneakers)} sneaker and {len(grocery)} grocery photos")
     scratch = Path(tempfile.mkdtemp(prefix="knockoff-marketplace-"))
     if args.cross_fit:
         unseen = cross_fitted_gallery(args.model, args.index, sneakers + grocery, args.unmonitored_references, args.seed,
@@ -272,7 +314,7 @@ def main() -> None:
         args.signals_out.parent.mkdir(parents=True, exist_ok=True)
         args.signals_out.write_text(fitted.to_json())
         print(f"-> {args.signals_out}")
-    report = {"seed": args.seed, "cross_fitted": args.cross_fit, "studio_fakes": args.studio_fakes, "photos": len(rows), "listings": len(listings_truth),
+    report = {"seed": args.seed, "cross_fitted": args.cross_fit, "photographs": args.photographs, "studio_fakes": args.studio_fakes, "photos": len(rows), "listings": len(listings_truth),
               "fake_listings": sum(listings_truth.values()), "sellers": len(sellers_truth),
               "counterfeit_sellers": sum(sellers_truth.values()), "folds": FOLDS, "strength": args.strength,
               "variants": figures, "ratios_fit_on_every_listing": ratios,

@@ -14,7 +14,7 @@ from knockoff_serve.auth import Viewer
 from knockoff_serve.queue import visible_to
 
 from knockoff.listings.sellers import RiskSummary, risk_summary
-from knockoff.listings.signals import signal_words
+from knockoff.listings.signals import signal_words, signals_apply
 
 SELLERS_PER_PAGE = 100
 
@@ -46,7 +46,8 @@ class Listing:
     @property
     def signals(self) -> list[str]:
         """Each signal's contribution in words (knockoff/listings/signals.py)."""
-        return signal_words(dict(self.verdict)) if self.verdict is not None else []
+        verdict = dict(self.verdict) if self.verdict is not None else {}
+        return signal_words(verdict) if signals_apply(verdict) else []
 
     @property
     def pending(self) -> list[sqlite3.Row]:

@@ -56,7 +56,10 @@ from knockoff.listings.signals import (
 from knockoff.screening.results import RESULT_SCHEMA
 
 STATUS_ORDER = ("scored", "unsupported", "copy", "no_match", "error")  # a listing takes its photos' first
-SHOWS_PRODUCT = ("scored", "unsupported", "copy")  # statuses whose judged product the photo does show
+# statuses whose judged product the photo does show: judged against it, or a copy of one of its
+# references. Not `unsupported` (the nearest product, too far to judge: a yoghurt's nearest
+# may be a sneaker, and its price a fraction of the sneaker's) nor `no_match`.
+SHOWS_PRODUCT = ("scored", "copy")
 KEY = "listing_id"
 IDENTITY = "_listing"  # marketplace, seller and listing id, joined: what a listing is
 PHOTO_COLUMNS = [KEY, "path", *LISTING_FIELDS, "status", "status_reason", "score", "flagged", "product",
@@ -218,7 +221,7 @@ class _Signals:
             return
         claimed, product, official, status = (grouped.column(c).to_pylist() for c in (
             "claimed_product_first", "product_first", "_official_product_first", "status_first"))
-        # the matched product only where the photo showed one (not `no_match`: the nearest of nothing)
+        # the matched product only where the photo showed one (SHOWS_PRODUCT)
         product = [p if s in SHOWS_PRODUCT else None for p, s in zip(product, status)]
         titles = grouped.column("title_first").to_pylist()
         entries = [_entry(catalogue, c, t, p, o) for c, t, p, o in zip(claimed, titles, product, official)]

@@ -95,6 +95,8 @@ def test_price_and_a_reused_official_photo_move_a_listings_verdict():
         photo("stolen", "c.jpg", "copy", product="nike air force", seller_id="shady", price=20.0, reference_copy="official/af1.jpg"),
         photo("dealer", "d.jpg", "copy", product="nike air force", seller_id="dealer", price=100.0, reference_copy="official/af1.jpg"),
         photo("kiwi", "e.jpg", "no_match", product="nike air force", seller_id="shop", price=2.0),
+        photo("yoghurt", "y.jpg", "unsupported", product="nike air force", seller_id="shop", price=2.0),
+        photo("titled", "t.jpg", "unsupported", product="nike air force", seller_id="shop", price=30.0, title="Air Force 1 white"),
     ]
     alone = verdicts(rows, ListingContext())
     assert not alone["cheap"]["flagged"] and not alone["retail"]["flagged"] and alone["sure"]["flagged"]
@@ -112,6 +114,9 @@ def test_price_and_a_reused_official_photo_move_a_listings_verdict():
     assert stolen["probability"] > 0.95 and stolen["flagged"] and stolen["threshold"] is None
     assert dealer["official_reuse"] == "authorised seller" and dealer["probability"] < 0.05 and not dealer["flagged"]
     assert weighed["kiwi"]["price_ratio"] is None and weighed["kiwi"]["probability"] is None  # no_match shows no product
+    # unsupported: its nearest product, too far to judge, is no product to price it against...
+    assert weighed["yoghurt"]["price_ratio"] is None and weighed["yoghurt"]["probability"] is None
+    assert math.isclose(weighed["titled"]["price_ratio"], 0.3)  # ...unless the listing claims it
     words = signal_words(cheap)
     assert words[0].startswith("price 20% of retail: ") and "more common among counterfeit listings" in words[0]
     assert any(line.startswith("photos: ") for line in words)

@@ -177,3 +177,11 @@ def test_similarities_are_never_printed_as_bare_negative_cosines(market, databas
     page = client.get(f"/items/{item['id']}").text
     assert "-0.029" not in page and "−0.029" not in page and "unlike (0% similar)" in page
     assert f"{evidence['nearest_genuine'][1]['similarity'] * 100:.0f}% similar" in page
+
+
+def test_without_a_catalogue_no_page_speaks_of_signals(market, database):
+    app, _ = market
+    client, _ = login(app, "ana")
+    listing = database.execute("SELECT id FROM listings WHERE status = 'scored' ORDER BY rank DESC LIMIT 1").fetchone()["id"]
+    for page in (client.get(f"/listings/{listing}").text, client.get("/seller?id=shop-a&marketplace=shopsite").text):
+        assert "Evidence beyond the photos" not in page and "every signal weighed" not in page
