@@ -16,7 +16,7 @@ from knockoff_serve.auth import Session
 from knockoff_serve.pages import _evidence, _filter, _user_names, render
 from knockoff_serve.web import ItemId, OptionalItemId, check_form_csrf, database, page_session, settings_of
 
-from knockoff.listings.signals import signal_words
+from knockoff.listings.signals import signal_words, signals_apply
 
 router = APIRouter(include_in_schema=False)
 TABLE = "listings"
@@ -100,7 +100,7 @@ def listing_page(request: Request, listing_id: ItemId, message: str | None = Non
     seller = seller_store.risk_of(db, listing["run_id"], listing["marketplace"], listing["seller_id"])
     return render(
         request, "listing.html", session=session, listing=listing, photos=photos, top=top,
-        signals=signal_words(dict(listing)) if listing["price_ratio"] is not None or listing["official_reuse"] is not None else [],
+        signals=signal_words(dict(listing)) if signals_apply(dict(listing)) else [],
         evidence=_evidence(top) if top else {}, seller=seller, message=message, filter=queue_filter,
         holder=listing_store.listing_holder(db, listing_id, session.viewer), users=_user_names(db),
         looks_like=sorted({p["matched_product"] for p in photos if p["product_mismatch"] and p["matched_product"]}),

@@ -36,7 +36,6 @@ def review(
     from knockoff_serve.store import closing, connect, initialize
 
     from knockoff.data import data_root
-
     from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, shipped
 
     def found(path: Path, default: Path) -> Path:  # the shipped model and gallery from any folder; review runs without

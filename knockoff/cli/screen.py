@@ -46,12 +46,16 @@ def screen(
     from any folder; none of them: the error names every place it looked.
     """
     from knockoff.runtime.cpu import cpu_description
+    from knockoff.runtime.precision import choose_model
     from knockoff.runtime.sessions import DeviceUnavailableError
     from knockoff.screening.duplicates import DuplicateOptions
-    from knockoff.screening.screen import DEFAULT_GALLERY, DEFAULT_MODEL, ScreenOptions, shipped
+    from knockoff.screening.screen import (
+        DEFAULT_GALLERY,
+        DEFAULT_MODEL,
+        ScreenOptions,
+        shipped,
+    )
     from knockoff.screening.screen import screen as run_screen
-
-    from knockoff.runtime.precision import choose_model
 
     try:
         model, index = shipped(model, DEFAULT_MODEL), shipped(index, DEFAULT_GALLERY)

@@ -25,6 +25,7 @@ import csv
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from knockoff.images.decode import is_url
@@ -58,9 +59,17 @@ class Catalogue:
     rates: dict[str, float] = field(default_factory=dict)  # currency -> value of one unit in a common unit
     source: str = ""
 
+    @cached_property
+    def _by_key(self) -> dict[str, CatalogueProduct]:
+        return {product_key(entry.product): entry for entry in self.products}
+
+    @cached_property
+    def _own_words(self) -> list[tuple[set[str], CatalogueProduct]]:
+        """Each product's own words: its name's, less its brand's (all of its name's if none are left)."""
+        return [(set(_words(e.product)) - set(_words(e.brand)) or set(_words(e.product)), e) for e in self.products]
+
     def find(self, product: str | None) -> CatalogueProduct | None:
-        key = product_key(product)
-        return next((p for p in self.products if product_key(p.product) == key), None) if key else None
+        return self._by_key.get(product_key(product))
 
     def named_in(self, title: str | None) -> CatalogueProduct | None:
         """The product a listing's title names: the one whose own words (its name's, less its
@@ -69,8 +78,7 @@ class Catalogue:
         words = set(_words(title))
         if not words:
             return None
-        named = [(len(own), entry) for entry in self.products
-                 if (own := set(_words(entry.product)) - set(_words(entry.brand)) or set(_words(entry.product))) <= words]
+        named = [(len(own), entry) for own, entry in self._own_words if own <= words]
         named.sort(key=lambda pair: -pair[0])
         return named[0][1] if named and (len(named) == 1 or named[0][0] > named[1][0]) else None
 

@@ -18,20 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from knockoff.listings.calibration import read_listing_calibration
-from knockoff.listings.sellers import (
-    SELLER_SCHEMA,
-    listing_evidence,
-    seller_risk,
-    seller_totals,
-)
+from knockoff.listings.sellers import SELLER_SCHEMA, listing_evidence, seller_risk, seller_totals
 from knockoff.listings.signals import SignalRatios, read_listing_context
 from knockoff.listings.spill import ROWS_PER_PARTITION, partitions
-from knockoff.listings.verdicts import (
-    LISTING_SCHEMA,
-    PHOTO_COLUMNS,
-    listing_identity,
-    listing_verdicts,
-)
+from knockoff.listings.verdicts import LISTING_SCHEMA, PHOTO_COLUMNS, listing_identity, listing_verdicts
 from knockoff.scratch import scratch_folder
 
 PRIOR_STRENGTH = 2.0  # listings' worth of its brand's share of fakes in every seller's risk

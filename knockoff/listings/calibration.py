@@ -127,13 +127,13 @@ class ListingCalibration:
         column = np.clip(judged, 1, MAX_PHOTOS) - 1
         none = judged < 1
         prevalence = self._prevalence[row]
-        shift = _odds(np.clip(prevalence, 1e-6, 1 - 1e-6)) / _odds(np.clip(self._held_back_prevalence[row], 1e-6, 1 - 1e-6))
-        odds = _odds(np.clip(np.asarray(scores, np.float64), 1e-9, 1 - 1e-9)) * shift
+        shift = odds(np.clip(prevalence, 1e-6, 1 - 1e-6)) / odds(np.clip(self._held_back_prevalence[row], 1e-6, 1 - 1e-6))
+        moved = odds(np.clip(np.asarray(scores, np.float64), 1e-9, 1 - 1e-9)) * shift
         threshold = self._thresholds[row, column]
         # a genuine-only product's score is a distance: its flag is worth the run's flag precision
         with np.errstate(invalid="ignore"):
             cold = np.where(np.asarray(scores, np.float64) >= threshold, self._flag_precision[row], 0.0)
-        probability = np.where(np.isnan(prevalence), np.where(np.isnan(self._flag_precision[row]), np.nan, cold), odds / (1 + odds))
+        probability = np.where(np.isnan(prevalence), np.where(np.isnan(self._flag_precision[row]), np.nan, cold), moved / (1 + moved))
         return (np.where(none, np.nan, threshold), np.where(none, np.nan, self._precision[row, column]),
                 np.where(none, np.nan, prevalence), np.where(none, np.nan, probability))
 
@@ -156,8 +156,8 @@ class ListingCalibration:
         base = prior if prior is not None and judged_photos < 1 else pool.prevalence if pool is not None else None
         if base is None:
             return math.inf, None, None
-        odds = _odds(np.clip(base, 1e-6, 1 - 1e-6)) * ratio
-        shifted = float(odds / (1 + odds))
+        moved = odds(np.clip(base, 1e-6, 1 - 1e-6)) * ratio
+        shifted = float(moved / (1 + moved))
         if judged_photos < 1:
             return math.nan, shifted, shifted
         key = (pool_name, round(shifted, 4), min(judged_photos, MAX_PHOTOS))
@@ -232,7 +232,9 @@ def estimate_prevalence(pool: HeldBackPool, run: RunScores, name: str) -> tuple[
     return float(min(max(estimate, floor), 1.0)), f"estimated from {photos} judged photos of the run"
 
 
-def _odds(p: np.ndarray) -> np.ndarray:
+def odds(p: np.ndarray | float) -> np.ndarray:
+    """p / (1 - p), with p kept inside (1e-9, 1 - 1e-9): a certainty has no finite odds."""
+    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
     return p / (1 - p)
 
 

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 import knockoff.wording as wording
 from knockoff.images.decode import ImageLoadError, jpeg_region, jpeg_thumbnail, placeholder_jpeg
 from knockoff.listings.calibration import read_listing_calibration
-from knockoff.listings.sellers import RiskSummary, risk_summary
-from knockoff.listings.signals import read_listing_context, signal_words
+from knockoff.listings.sellers import RiskSummary, listings_risk
+from knockoff.listings.signals import read_listing_context, signal_words, signals_apply
 from knockoff.listings.verdicts import listing_verdicts
 
 THUMBNAIL_PX = 240
@@ -64,7 +64,8 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     photos = _on_marketplace(photos, seller, marketplace)
     decisions = _decisions(store, photos) if store else {}
     context = read_listing_context(pq.read_schema(results).metadata or {})
-    verdicts = listing_verdicts(photos, read_listing_calibration(results), context).to_pylist()
+    table = listing_verdicts(photos, read_listing_calibration(results), context)
+    verdicts = table.to_pylist()
     confirmed = {listing for (listing, _), d in decisions.items() if d.decision == "counterfeit"}
     chosen = sorted((v for v in verdicts if v["flagged"] or v["listing_id"] in confirmed),
                     key=lambda v: -(v["probability"] if v["probability"] is not None else v["score"] if v["score"] is not None else -1))
@@ -75,9 +76,7 @@ def write_evidence(results: Path, seller: str, out_dir: Path, store: Path | None
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "evidence-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in seller)
     html_path, csv_path = out_dir / f"{stem}.html", out_dir / f"{stem}-takedown.csv"
-    judged = [v for v in verdicts if v["status"] == "scored" or v["probability"] is not None]
-    risk = risk_summary([v["probability"] if v["probability"] is not None else float(v["flagged"]) for v in judged],
-                        sum(bool(v["flagged"]) for v in judged), sum(v["status"] == "unsupported" and v["probability"] is None for v in verdicts))
+    risk = listings_risk(table)
     html_path.write_text(render(seller, chosen, rows, decisions, reuse, metadata, data_root, len(verdicts), risk),
                          encoding="utf-8")
     write_takedown_csv(csv_path, chosen, decisions)
@@ -236,11 +235,9 @@ def _listing_section(listing: dict, photos: list[dict], decisions: dict[tuple[st
              ("Status", wording.status(listing["status"])),
              ("Score", _score_line(listing) if listing.get("score") is not None else None),
              ("Product", listing.get("product")),
-             ("Signals", "; ".join(signal_words(listing)) if listing.get("price_ratio") is not None
-              or listing.get("official_reuse") is not None else None),
+             ("Signals", "; ".join(signal_words(listing)) if signals_apply(listing) else None),
              ("Combined", f"p(counterfeit) {wording.chance(listing['probability'])}, every signal weighed"
-              if listing.get("probability") is not None and (listing.get("price_ratio") is not None
-                                                              or listing.get("official_reuse") is not None) else None)]
+              if listing.get("probability") is not None and signals_apply(listing) else None)]
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts if v)
     figures, notes = [], []
     for photo in photos:

@@ -180,6 +180,14 @@ def risk_level(judged: int, flagged: int, unsupported: int, expected: float = 0.
     return "uncertain" if unsupported or expected >= 1.0 else "low"
 
 
+def listings_risk(listings: pa.Table) -> RiskSummary:
+    """The RiskSummary of one seller's listings (LISTING_SCHEMA rows), counted as seller risk counts them."""
+    evidence = listing_evidence(listings)
+    judged = pc.equal(evidence.column("_judged"), 1)
+    return risk_summary(pc.filter(evidence.column("_q"), judged).to_numpy(),
+                        int(pc.sum(evidence.column("_flagged")).as_py() or 0), int(pc.sum(evidence.column("_unsupported")).as_py() or 0))
+
+
 def risk_summary(q: list[float] | np.ndarray, flagged: int, unsupported: int) -> RiskSummary:
     """From its judged listings' q (p(counterfeit) of each) and its flagged and unsupported counts."""
     q = np.clip(np.asarray(q, dtype=np.float64), 0.0, 1.0)

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from knockoff.data.catalogue import Catalogue
+from knockoff.listings.calibration import odds
 
 PRICE_EDGES = (0.35, 0.5, 0.65, 0.8, 0.95, 1.1)  # price over retail; bands between them
 PRICE_BANDS = ("under 35%", "35-50%", "50-65%", "65-80%", "80-95%", "95-110%", "over 110%")
@@ -113,9 +114,9 @@ class SignalRatios:
                 continue  # one class only: nothing to compare
             fakes = np.bincount(band[labelled & fake], minlength=len(names)).astype(np.float64)
             totals = np.bincount(band[labelled], minlength=len(names)).astype(np.float64)
-            prior_odds = np.asarray(self.ratios[signal], np.float64) * _odds(overall)
+            prior_odds = np.asarray(self.ratios[signal], np.float64) * odds(overall)
             share = (fakes + strength * prior_odds / (1 + prior_odds)) / (totals + strength)
-            ratios[signal] = (_odds(share) / _odds(overall)).tolist()
+            ratios[signal] = (odds(share) / odds(overall)).tolist()
             seen[signal] = (np.asarray(seen[signal]) + totals.astype(np.int64)).tolist()
         counted = {"fake": self.listings["fake"] + int(fake.sum()), "genuine": self.listings["genuine"] + int((~fake).sum())}
         return SignalRatios(ratios, source, counted, strength, seen, unjudged_prior, self.unjudged_listings + count,
@@ -142,11 +143,6 @@ class SignalRatios:
         return cls({k: [float(r) for r in v] for k, v in values["ratios"].items()}, values.get("fitted_on", ""),
                    values.get("listings", {c: 0 for c in CLASSES}), float(values.get("strength", DEFAULT_STRENGTH)), seen,
                    values.get("unjudged_prior"), int(values.get("unjudged_listings", 0)), values.get("prior"))
-
-
-def _odds(p):
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return p / (1 - p)
 
 
 def strength_words(ratio: float) -> str:
@@ -216,6 +212,11 @@ def read_listing_context(metadata: dict[bytes, bytes]) -> ListingContext:
     catalogue = Catalogue.from_dict(json.loads(metadata[CATALOGUE_KEY])) if CATALOGUE_KEY in metadata else None
     ratios = SignalRatios.from_json(metadata[RATIOS_KEY]) if RATIOS_KEY in metadata else SignalRatios.neutral()
     return ListingContext(catalogue, ratios)
+
+
+def signals_apply(listing: dict) -> bool:
+    """Whether a listing row (LISTING_SCHEMA) has a signal beyond its photos: a price to compare, or official photos to reuse."""
+    return listing.get("price_ratio") is not None or listing.get("official_reuse") is not None
 
 
 def signal_words(listing: dict) -> list[str]:

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 
 from knockoff.data.catalogue import Catalogue
 from knockoff.data.records import LISTING_FIELDS
-from knockoff.listings.calibration import ListingCalibration
+from knockoff.listings.calibration import ListingCalibration, odds
 from knockoff.listings.signals import (
     REUSE_KINDS,
     ListingContext,
@@ -124,7 +124,7 @@ def listing_verdicts(photos: pa.Table, calibration: ListingCalibration, context:
     threshold, precision, prevalence, probability = calibration.judge(
         products, scored.to_numpy(), pc.fill_null(top_score, np.nan).to_numpy())
     with np.errstate(divide="ignore", invalid="ignore"):
-        image_lr = _odds(probability) / _odds(prevalence)
+        image_lr = odds(probability) / odds(prevalence)
     verdict = _Verdict(threshold, precision, prevalence, probability, pc.fill_null(pc.greater_equal(
         top_score, pa.array(threshold, pa.float64(), from_pandas=True)), False).to_numpy(zero_copy_only=False))
     _weigh_signals(verdict, signals, calibration, context, products, scored.to_numpy(), top_score)
@@ -195,16 +195,11 @@ def _weigh_signals(verdict: _Verdict, signals: _Signals, calibration: ListingCal
             continue
         verdict.threshold[i], verdict.precision[i] = cut, (np.nan if bound is None else bound)
         if judged[i]:
-            odds = _odds(verdict.probability[i]) * ratio
-            verdict.probability[i], verdict.flagged[i] = odds / (1 + odds), top_score[i].as_py() >= cut
+            moved = odds(verdict.probability[i]) * ratio
+            verdict.probability[i], verdict.flagged[i] = moved / (1 + moved), top_score[i].as_py() >= cut
         else:
             verdict.probability[i], verdict.prevalence[i] = prior, calibration.pool_prevalence(product)
             verdict.flagged[i] = prior >= calibration.held_back.target_precision
-
-
-def _odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
-    return p / (1 - p)
 
 
 class _Signals:
