@@ -50,6 +50,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from knockoff.data import data_root, portable_path, read_source
@@ -187,13 +188,11 @@ def listing_flags(listings: list[dict], truth: dict[str, bool]) -> dict:
     return {"flagged": len(flagged), "precision": hits / max(len(flagged), 1), "recall": hits / max(fakes, 1)}
 
 
-def cross_fit(results: Path, scratch: Path, rows: list[dict], signals: tuple[str, ...], strength: float) -> tuple[dict, dict]:
-    """Each fold's sellers judged with ratios fit on the other folds' labelled listings:
-    (seller -> risk, listing rows), pooled over the folds."""
+def cross_fit(results: Path, scratch: Path, rows: list[dict], table: pa.Table, signals: tuple[str, ...],
+              strength: float) -> tuple[dict, dict]:
+    """Each fold's sellers judged with ratios fit on the other folds' labelled listings of
+    `table` (the run's listings with every ratio 1): (seller -> risk, listing rows), pooled over the folds."""
     fold = folds_of(rows)
-    neutral = write_listings(results, scratch / "listings-neutral.parquet", ratios=SignalRatios.neutral())
-    del neutral
-    table = pq.read_table(scratch / "listings-neutral.parquet")
     listing_fold = np.array([fold.get(s, 0) for s in table.column("seller_id").to_pylist()])
     risk: dict[str, float] = {}
     listings: list[dict] = []
@@ -246,8 +245,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-marketplace.json"))
     args = parser.parse_args()
 
-    sneakers, grocery = (photographs_of(list(read_source(spec)), args.index, args.groups, args.photographs)
-                         for spec in (args.sneakers, args.grocery))
+    sneakers = photographs_of(list(read_source(args.sneakers)), args.index, args.groups, args.photographs)
+    # grocery `val` copies no reference: its photos stand as they are beside copies of sneakers
+    grocery = photographs_of(list(read_source(args.grocery)), args.index, args.groups, "new" if args.photographs == "new" else "all")
     print(f"{args.photographs} photographs: {len(sneakers)} sneaker and {len(grocery)} grocery photos")
     scratch = Path(tempfile.mkdtemp(prefix="knockoff-marketplace-"))
     if args.cross_fit:
@@ -283,9 +283,11 @@ def main() -> None:
     screen([str(manifest)], results, args.model, args.index, ScreenOptions())
     print(f"screen: {time.perf_counter() - started:.1f} s")
 
+    summary = write_listings(results, scratch / "listings-neutral.parquet", ratios=SignalRatios.neutral())
+    neutral = pq.read_table(scratch / "listings-neutral.parquet")
     figures: dict[str, dict] = {}
     for name, signals in VARIANTS.items():
-        risk, listings = cross_fit(results, scratch, rows, signals, args.strength)
+        risk, listings = cross_fit(results, scratch, rows, neutral, signals, args.strength)
         ids = sorted(risk)
         figures[name] = {"sellers": seller_figures(ids, np.array([risk[s] for s in ids]), sellers_truth),
                          "listings": listing_flags(listings, listings_truth)}
@@ -300,8 +302,6 @@ def main() -> None:
                                                                           sellers_truth)}
     print(f"naive: {json.dumps(figures['naive share of flagged photos'])}")
 
-    summary = write_listings(results, scratch / "listings-neutral.parquet", ratios=SignalRatios.neutral())
-    neutral = pq.read_table(scratch / "listings-neutral.parquet")
     judged_photos = pq.read_table(results, columns=["status", "product", "label"]).to_pylist()
     bands, fake, unjudged = labelled_listings(neutral)
     fitted = SignalRatios.neutral(args.strength).refit(bands, fake, f"the simulated marketplace (benchmarks/marketplace.py, seed {args.seed})",
