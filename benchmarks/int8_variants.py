@@ -1,13 +1,13 @@
 """int8 variants of the shipped fp32 model, each measured beside fp32 in the same run.
 
 For each variant (which operators are quantized, QDQ or QOperator, per-channel or per-tensor
-weights): model-only images/s at batches of 2 (what screening runs on CPU), interleaved with
+weights, which convolutions stay float, how activation ranges are set): model-only images/s at batches of 2 (what screening runs on CPU), interleaved with
 fp32 and the median of 3 pairs; with and without onnxruntime's exact-int8 switch; and the
 embeddings' cosine to fp32 on the same photos. Also the chosen variant's graph optimized and
 saved by onnxruntime, then loaded with optimizations off. The CPU heads the output; every
 figure is this CPU's.
 
-    KNOCKOFF_DATA=../shared/datasets python benchmarks/int8_variants.py [--work DIR] [--photos 256]
+    KNOCKOFF_DATA=../shared/datasets python benchmarks/int8_variants.py [--work DIR] [--photos 256] [--only LABEL ...]
 """
 
 from __future__ import annotations
@@ -37,12 +37,22 @@ CALIBRATION = ["data/prepared/sneakers-train.parquet", "data/prepared/grocery-ic
 def variants(model: onnx.ModelProto) -> dict[str, dict]:
     convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
     stem = [convolutions[0].name]
+    first_block = [n.name for n in convolutions[1:3]]  # its depthwise and pointwise convolutions
     depthwise = [n.name for n in convolutions if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    head = [convolutions[-1].name] + [n.name for n in model.graph.node if n.op_type == "Gemm"]
     return {
         "1x1 convolutions only; stem, depthwise, head float (before)": dict(exclude=stem + depthwise),
         "every convolution": dict(exclude=[]),
         "every convolution but the stem": dict(exclude=stem),
-        "every operator, stem float (chosen)": dict(ops=None, exclude=stem),
+        "every operator, stem and first block float (chosen)": dict(ops=None, exclude=stem + first_block),
+        "every operator, stem float": dict(ops=None, exclude=stem),
+        "every operator, stem and first depthwise float": dict(ops=None, exclude=stem + first_block[:1]),
+        "every operator, stem and first two blocks float": dict(ops=None, exclude=[n.name for n in convolutions[:6]]),
+        "every operator, stem, head convolution and embedding float": dict(ops=None, exclude=stem + head),
+        "every operator, stem and first block float, minmax ranges": dict(ops=None, exclude=stem + first_block,
+                                                                           method=CalibrationMethod.MinMax),
+        "every operator, stem and first block float, entropy ranges": dict(ops=None, exclude=stem + first_block,
+                                                                            method=CalibrationMethod.Entropy),
         "every operator": dict(ops=None, exclude=[]),
         "every operator, stem float, per-tensor weights": dict(ops=None, exclude=stem, per_channel=False),
         "QOperator: 1x1 convolutions only": dict(fmt=QuantFormat.QOperator, exclude=stem + depthwise),
@@ -50,7 +60,8 @@ def variants(model: onnx.ModelProto) -> dict[str, dict]:
     }
 
 
-def build(prepared: Path, out: Path, images: np.ndarray, fmt=QuantFormat.QDQ, ops=("Conv",), exclude=(), per_channel=True) -> Path:
+def build(prepared: Path, out: Path, images: np.ndarray, fmt=QuantFormat.QDQ, ops=("Conv",), exclude=(), per_channel=True,
+          method=CalibrationMethod.Percentile) -> Path:
     if out.exists():
         return out
     name = onnx.load(str(prepared)).graph.input[0].name
@@ -71,7 +82,7 @@ def build(prepared: Path, out: Path, images: np.ndarray, fmt=QuantFormat.QDQ, op
             return None if start is None else {name: np.ascontiguousarray(images[start:start + 16])}
 
     quantize_static(str(prepared), str(out), Reader(), quant_format=fmt, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=CalibrationMethod.Percentile,
+                    weight_type=QuantType.QInt8, per_channel=per_channel, calibrate_method=method,
                     op_types_to_quantize=list(ops) if ops else None, nodes_to_exclude=list(exclude),
                     extra_options={"CalibStridedMinMax": _stride(len(images), 16)})
     return out
@@ -112,6 +123,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=256)
     parser.add_argument("--work", type=Path, default=None, help="keep the variants here (built once)")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-int8-variants.json"))
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="measure only these variants (their labels); the others keep their figures in --out")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="knockoff-int8-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -126,7 +139,13 @@ def main() -> None:
     fp32 = session(args.model, exact=False)
     reference = embed(fp32, photos)
     report = {"cpu": cpu, "photos": len(photos), "batch": 2, "threads": 2, "variants": {}}
+    if args.only and args.out.exists():
+        kept = json.loads(args.out.read_text())
+        report["variants"] = {label.replace(" (chosen)", ""): entry for label, entry in kept["variants"].items()}
+        report["chosen_saved_optimized"] = kept.get("chosen_saved_optimized")
     for label, settings in variants(onnx.load(str(prepared))).items():
+        if args.only and label not in args.only:
+            continue
         path = work / ("".join(c if c.isalnum() else "_" for c in label)[:60] + ".onnx")
         if not path.exists():
             calibration = calibration if calibration is not None else calibration_images(CALIBRATION, 256, size, 0)

@@ -25,8 +25,9 @@ from knockoff.runtime.sessions import session_options
 
 
 def operator_shares(model_path: Path, batch_size: int = 32, runs: int = 6) -> dict[str, float]:
-    kept_float = float_convolutions(onnx.load(str(model_path)))
-    stem, depthwise = kept_float[0], set(kept_float[1:])
+    graph = onnx.load(str(model_path)).graph
+    stem = float_convolutions(onnx.load(str(model_path)), leading=1)[0]
+    depthwise = {n.name for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
     options = session_options(spin=True)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.enable_profiling = True
@@ -43,7 +44,7 @@ def operator_shares(model_path: Path, batch_size: int = 32, runs: int = 6) -> di
             continue
         node, op = event["name"].removesuffix("_kernel_time"), event["args"].get("op_name", "?")
         kind = ("depthwise conv" if node in depthwise else "stem conv" if node == stem
-                else "1x1 conv (int8 in --int8)" if op == "Conv" else op)
+                else "1x1 conv" if op == "Conv" else op)
         totals[kind] += event["dur"]
     everything = sum(totals.values())
     return {kind: duration / everything for kind, duration in totals.most_common()}

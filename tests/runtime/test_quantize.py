@@ -31,18 +31,35 @@ def tiny_int8(tiny_onnx, tmp_path_factory):
     return out
 
 
-def test_int8_model_is_qdq_with_a_float_stem(tiny_onnx, tiny_int8):
+def _int8_weighted_convolutions(path) -> set[str]:
+    graph = onnx.load(str(path)).graph
+    dequantized = {name for node in graph.node if node.op_type == "DequantizeLinear" for name in node.output}
+    return {node.name for node in graph.node if node.op_type == "Conv" and node.input[1] in dequantized}
+
+
+def test_int8_model_is_qdq_with_a_float_stem_and_first_block(tiny_onnx, tiny_int8):
     graph = onnx.load(str(tiny_int8)).graph
     ops = [node.op_type for node in graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
     int8_weights = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert int8_weights, "no int8 weights"
-    kept = set(float_convolutions(onnx.load(str(tiny_onnx))))
-    assert kept  # the stem at least
-    consumers = {name for node in graph.node if node.op_type == "DequantizeLinear" for name in node.output}
-    for node in graph.node:
-        if node.op_type == "Conv" and node.name in kept:
-            assert not any(i in consumers for i in node.input[1:2]), f"{node.name} got int8 weights"
+    convolutions = [node.name for node in onnx.load(str(tiny_onnx)).graph.node if node.op_type == "Conv"]
+    kept = float_convolutions(onnx.load(str(tiny_onnx)))
+    assert kept == convolutions[:3]  # the stem, the first block's depthwise and pointwise
+    quantized = _int8_weighted_convolutions(tiny_int8)
+    assert not quantized & set(kept), "a convolution kept float got int8 weights"
+    assert set(convolutions[3:]) <= quantized
+
+
+def test_int8_keeps_as_many_leading_convolutions_float_as_asked(tiny_onnx, tmp_path):
+    from knockoff.runtime.quantize import QuantizeConfig
+
+    images = calibration_images([str(SAMPLE / "sneakers" / "train")], 8, OnnxEmbedder(tiny_onnx).info.input_size)
+    out = tmp_path / "stem-only.int8.onnx"
+    quantize_int8(tiny_onnx, out, images, QuantizeConfig(leading_float=1))
+    convolutions = [node.name for node in onnx.load(str(tiny_onnx)).graph.node if node.op_type == "Conv"]
+    assert _int8_weighted_convolutions(out) == set(convolutions[1:])
+    assert json.loads(OnnxEmbedder(out).info.quantization)["float_convolutions"] == 1
 
 
 def test_int8_shares_the_fp32_embedding_space(tiny_onnx, tiny_int8, tiny_gallery, sample_photos, tmp_path):
