@@ -161,6 +161,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarra
         prepared = Path(scratch) / "prepared.onnx"
         quantized = Path(scratch) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        convolutions = sum(node.op_type == "Conv" for node in onnx.load(str(prepared)).graph.node)
+        if not 0 <= config.leading_float < convolutions:
+            raise ValueError(f"quantize.leading_float: {config.leading_float} must be at least 0 and below the "
+                             f"model's {convolutions} convolutions (the ones kept float, from the first)")
         kept_float = float_convolutions(onnx.load(str(prepared)), config.leading_float)
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,

@@ -60,6 +60,10 @@ def test_int8_keeps_as_many_leading_convolutions_float_as_asked(tiny_onnx, tmp_p
     convolutions = [node.name for node in onnx.load(str(tiny_onnx)).graph.node if node.op_type == "Conv"]
     assert _int8_weighted_convolutions(out) == set(convolutions[1:])
     assert json.loads(OnnxEmbedder(out).info.quantization)["float_convolutions"] == 1
+    for impossible in (-1, len(convolutions)):
+        with pytest.raises(ValueError, match="leading_float"):
+            quantize_int8(tiny_onnx, tmp_path / "never.onnx", images, QuantizeConfig(leading_float=impossible))
+    assert not (tmp_path / "never.onnx").exists()
 
 
 def test_int8_shares_the_fp32_embedding_space(tiny_onnx, tiny_int8, tiny_gallery, sample_photos, tmp_path):
