@@ -29,10 +29,11 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from knockoff.data import read_sources
 from knockoff.images.decode import load_rgb
 from knockoff.runtime.cpu import cpu_description
-from knockoff.runtime.quantize import _stride, calibration_images
+from knockoff.runtime.quantize import QuantizeConfig, _stride, calibration_images, calibration_records, float_convolutions
 from knockoff.runtime.sessions import session_options
 
 CALIBRATION = ["data/prepared/sneakers-train.parquet", "data/prepared/grocery-iconic.parquet"]
+CALIBRATION_COUNT, CALIBRATION_SEED = 256, 0
 
 
 def measured_photos(photo_set: str, count: int) -> list:
@@ -43,7 +44,7 @@ def measured_photos(photo_set: str, count: int) -> list:
 
     if photo_set == "valid":
         return list(read_sources(["sneakers/valid"]))[:count]
-    drawn = {r.path for r in random.Random(0).sample(list(read_sources(CALIBRATION)), 256)}  # as calibration_images draws
+    drawn = {r.path for r in calibration_records(CALIBRATION, CALIBRATION_COUNT, CALIBRATION_SEED)}
     pool = [r for r in read_sources(["data/prepared/sneakers-train.parquet"]) if r.path not in drawn]
     pool += list(read_sources(["data/prepared/grocery-train.parquet"]))
     return random.Random(7).sample(pool, count)
@@ -51,22 +52,22 @@ def measured_photos(photo_set: str, count: int) -> list:
 
 def variants(model: onnx.ModelProto) -> dict[str, dict]:
     convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
-    stem = [convolutions[0].name]
-    first_block = [n.name for n in convolutions[1:3]]  # its depthwise and pointwise convolutions
+    stem = float_convolutions(model, 1)
+    chosen = float_convolutions(model, QuantizeConfig().leading_float)  # the stem and the first block
     depthwise = [n.name for n in convolutions if any(a.name == "group" and a.i > 1 for a in n.attribute)]
     head = [convolutions[-1].name] + [n.name for n in model.graph.node if n.op_type == "Gemm"]
     return {
         "1x1 convolutions only; stem, depthwise, head float (before)": dict(exclude=stem + depthwise),
         "every convolution": dict(exclude=[]),
         "every convolution but the stem": dict(exclude=stem),
-        "every operator, stem and first block float (chosen)": dict(ops=None, exclude=stem + first_block),
+        "every operator, stem and first block float (chosen)": dict(ops=None, exclude=chosen),
         "every operator, stem float": dict(ops=None, exclude=stem),
-        "every operator, stem and first depthwise float": dict(ops=None, exclude=stem + first_block[:1]),
-        "every operator, stem and first two blocks float": dict(ops=None, exclude=[n.name for n in convolutions[:6]]),
+        "every operator, stem and first depthwise float": dict(ops=None, exclude=float_convolutions(model, 2)),
+        "every operator, stem and first two blocks float": dict(ops=None, exclude=float_convolutions(model, 6)),
         "every operator, stem, head convolution and embedding float": dict(ops=None, exclude=stem + head),
-        "every operator, stem and first block float, minmax ranges": dict(ops=None, exclude=stem + first_block,
+        "every operator, stem and first block float, minmax ranges": dict(ops=None, exclude=chosen,
                                                                            method=CalibrationMethod.MinMax),
-        "every operator, stem and first block float, entropy ranges": dict(ops=None, exclude=stem + first_block,
+        "every operator, stem and first block float, entropy ranges": dict(ops=None, exclude=chosen,
                                                                             method=CalibrationMethod.Entropy),
         "every operator": dict(ops=None, exclude=[]),
         "every operator, stem float, per-tensor weights": dict(ops=None, exclude=stem, per_channel=False),
@@ -156,18 +157,19 @@ def main() -> None:
     fp32 = session(args.model, exact=False)
     reference = embed(fp32, photos)
     report = {"cpu": cpu, "photos": len(photos), "photo_set": args.photo_set, "batch": 2, "threads": 2, "variants": {}}
+    planned = variants(onnx.load(str(prepared)))
     if args.only and args.out.exists():
         kept = json.loads(args.out.read_text())
         # a label kept from an earlier run takes today's label (which variant is chosen may have changed)
-        today = {label.replace(" (chosen)", ""): label for label in variants(onnx.load(str(prepared)))}
+        today = {label.replace(" (chosen)", ""): label for label in planned}
         report["variants"] = {today.get(label.replace(" (chosen)", ""), label): entry for label, entry in kept["variants"].items()}
         report["chosen_saved_optimized"] = kept.get("chosen_saved_optimized")
-    for label, settings in variants(onnx.load(str(prepared))).items():
+    for label, settings in planned.items():
         if args.only and label not in args.only:
             continue
         path = work / ("".join(c if c.isalnum() else "_" for c in label)[:60] + ".onnx")
         if not path.exists():
-            calibration = calibration if calibration is not None else calibration_images(CALIBRATION, 256, size, 0)
+            calibration = calibration if calibration is not None else calibration_images(CALIBRATION, CALIBRATION_COUNT, size, CALIBRATION_SEED)
             build(prepared, path, calibration, **settings)
         entry = {}
         for exact in (False, True):

@@ -25,9 +25,9 @@ from knockoff.runtime.sessions import session_options
 
 
 def operator_shares(model_path: Path, batch_size: int = 32, runs: int = 6) -> dict[str, float]:
-    graph = onnx.load(str(model_path)).graph
-    stem = float_convolutions(onnx.load(str(model_path)), leading=1)[0]
-    depthwise = {n.name for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
+    model = onnx.load(str(model_path))
+    stem = float_convolutions(model, leading=1)[0]
+    depthwise = {n.name for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)}
     options = session_options(spin=True)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.enable_profiling = True

@@ -83,14 +83,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark-openvino.json"))
     args = parser.parse_args()
-    import openvino
-
-    cpu = cpu_description()
-    print(f"CPU: {cpu}; OpenVINO {openvino.__version__}", flush=True)
-    size = OnnxEmbedder(args.fp32).info.input_size
-    photos = np.stack([load_rgb(r.path, size) for r in list(read_sources(["sneakers/valid"]))[:args.photos]])
     import openvino as ov
 
+    cpu = cpu_description()
+    print(f"CPU: {cpu}; OpenVINO {ov.__version__}", flush=True)
+    size = OnnxEmbedder(args.fp32).info.input_size
+    photos = np.stack([load_rgb(r.path, size) for r in list(read_sources(["sneakers/valid"]))[:args.photos]])
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     runners = {"onnxruntime fp32": onnxruntime_runner(args.fp32), "onnxruntime int8": onnxruntime_runner(args.int8)}
     for model, path in (("fp32", args.fp32), ("int8", args.int8)):
@@ -98,7 +96,7 @@ def main() -> None:
         runners[f"openvino {model}, the CPU's default ({default})"] = openvino_runner(path, None)
     reference = embed(runners["onnxruntime fp32"], photos)
     rounds = [{label: images_per_second(run, photos) for label, run in runners.items()} for _ in range(args.pairs)]
-    report = {"cpu": cpu, "openvino": openvino.__version__, "openvino_default_precision": default, "photos": len(photos),
+    report = {"cpu": cpu, "openvino": ov.__version__, "openvino_default_precision": default, "photos": len(photos),
               "batch": BATCH, "threads": THREADS, "runs": {}}
     for label, run in runners.items():
         similarity = cosine(embed(run, photos), reference)

@@ -163,11 +163,13 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarra
         prepared = Path(scratch) / "prepared.onnx"
         quantized = Path(scratch) / "int8.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        convolutions = sum(node.op_type == "Conv" for node in onnx.load(str(prepared)).graph.node)
+        graph = onnx.load(str(prepared))
+        convolutions = sum(node.op_type == "Conv" for node in graph.graph.node)
         if not 0 <= config.leading_float < convolutions:
             raise ValueError(f"quantize.leading_float: {config.leading_float} must be at least 0 and below the "
                              f"model's {convolutions} convolutions (the ones kept float, from the first)")
-        kept_float = float_convolutions(onnx.load(str(prepared)), config.leading_float)
+        kept_float = float_convolutions(graph, config.leading_float)
+        del graph
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                    "entropy": CalibrationMethod.Entropy}
@@ -203,6 +205,18 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration_images: np.ndarra
     return version
 
 
+def calibration_records(sources: list[str] | tuple[str, ...], count: int, seed: int = 0) -> list:
+    """The `count` reference photos (records) the calibration draws at random (seeded) from `sources`."""
+    import random
+
+    from knockoff.data import read_sources
+
+    records = list(read_sources(sources))
+    if not records:
+        raise ValueError(f"no calibration photos in {list(sources)} (params quantize.calibration)")
+    return random.Random(seed).sample(records, min(count, len(records)))
+
+
 def calibration_images(sources: list[str] | tuple[str, ...], count: int, size: int, seed: int = 0) -> np.ndarray:
     """`count` reference photos drawn at random (seeded) from `sources`, decoded for the model.
 
@@ -210,16 +224,11 @@ def calibration_images(sources: list[str] | tuple[str, ...], count: int, size: i
     whose relative paths resolve under the wrong data root, typically) the error says which
     root was searched and why the first photos failed.
     """
-    import random
-
-    from knockoff.data import data_root, read_sources
+    from knockoff.data import data_root
     from knockoff.images.decode import ImageLoadError, load_rgb
 
-    records = list(read_sources(sources))
-    if not records:
-        raise ValueError(f"no calibration photos in {list(sources)} (params quantize.calibration)")
     images, failures = [], []
-    drawn = random.Random(seed).sample(records, min(count, len(records)))
+    drawn = calibration_records(sources, count, seed)
     for record in drawn:
         try:
             images.append(load_rgb(record.path, size))
