@@ -30,6 +30,8 @@ from knockoff.data import data_root, portable_path, read_source
 from knockoff.data.groups import group_keys, new_photographs, read_groups
 from knockoff.data.records import FAKE, ImageRecord
 from knockoff.evaluation.metrics import average_precision, precision_recall_curve, recall_at_precision, roc_auc, roc_curve
+from knockoff.evaluation.open_world_report import CrawlPart, open_world_report
+from knockoff.gallery.indexing import IndexConfig, split_unmonitored
 from knockoff.gallery.matching import match
 from knockoff.gallery.store import Gallery, read_info
 from knockoff.runtime.embedding import OnnxEmbedder, embed_records
@@ -237,12 +239,21 @@ def compare(current: dict, previous: dict, config: EvaluateConfig) -> dict:
     }
 
 
-def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: EvaluateConfig, cache: EmbeddingCache) -> dict:
-    """The mixed-crawl report against the gallery as built (its background references, and its
-    per-product calibration re-fit on four fifths, judging the fifth: knockoff/evaluation/open_world_report.py)."""
-    from knockoff.evaluation.open_world_report import CrawlPart, open_world_report
-    from knockoff.gallery.indexing import IndexConfig, split_unmonitored
+@dataclass
+class OpenWorldInputs:
+    """What the open-world report screens: the gallery without its calibration photos, the crawl
+    parts, the held-back unmonitored embeddings, the index settings, and the copies apart."""
 
+    gallery: Gallery
+    parts: list[CrawlPart]
+    unmonitored_held_back: np.ndarray
+    index_config: IndexConfig
+    copies: frozenset[str]
+    group_of: dict[str, str]
+
+
+def open_world_inputs(embedder: OnnxEmbedder, gallery_path: Path, config: EvaluateConfig,
+                      cache: EmbeddingCache) -> OpenWorldInputs:
     gallery = Gallery.load(gallery_path, model=embedder.info)
     world = gallery.info.open_world
     if world is None or gallery.info.calibration is None:
@@ -259,8 +270,15 @@ def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: Eval
         held_back, _, _ = embed_records(embedder, held, config.batch_size, config.workers, "unmonitored held back")
     index_config = IndexConfig(target_precision=gallery.info.calibration.target_precision, open_world=world.params)
     copies, group_of = _copies_of_references(gallery, parts, cache)
-    return open_world_report(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config, copies=copies,
-                             group_of=group_of)
+    return OpenWorldInputs(gallery, parts, np.asarray(held_back, dtype=np.float32), index_config, copies, group_of)
+
+
+def evaluate_open_world(embedder: OnnxEmbedder, gallery_path: Path, config: EvaluateConfig, cache: EmbeddingCache) -> dict:
+    """The mixed-crawl report against the gallery as built (its background references, and its
+    per-product calibration re-fit on four fifths, judging the fifth: knockoff/evaluation/open_world_report.py)."""
+    inputs = open_world_inputs(embedder, gallery_path, config, cache)
+    return open_world_report(inputs.gallery, inputs.parts, inputs.unmonitored_held_back, inputs.index_config,
+                             copies=inputs.copies, group_of=inputs.group_of)
 
 
 def _copies_of_references(gallery: Gallery, parts: list, cache: EmbeddingCache) -> tuple[frozenset[str], dict[str, str]]:

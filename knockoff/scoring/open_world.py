@@ -12,7 +12,10 @@ products it does. So each photo gets a `status` before any score is believed:
   group (another sneaker model, another package of the brand) are, but for
   `category_false_match_rate` of them: held-back photos of the group's other products set
   that bound (`impostor`), since a product nobody monitors most resembles its monitored
-  neighbours, not fruit.
+  neighbours, not fruit. A product with no such neighbour (the one product of its kind the
+  catalogue holds) still has unmonitored ones, so it borrows the bound by rank: as deep into
+  its own held-back photos' similarities as the other groups' neighbours reach into their
+  products' photos, but for the same rate (`impostor_depth`).
 - `unsupported`: a catalogued product P with known fakes, but no reference close enough to
   judge it: its nearest reference of P is farther than P's own held-back photos are but for
   `support_alpha` of them (a conformal lower bound), or it is within that bound but below the
@@ -49,6 +52,7 @@ from knockoff.wording import apart
 SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR = "scored", "no_match", "unsupported", "copy", "error"
 STATUSES = (SCORED, NO_MATCH, UNSUPPORTED, COPY, ERROR)
 LEVELS = ("product", "group", "global")
+BORROWED = "borrowed"  # an impostor bound set by rank from other groups' neighbours (impostor_depth)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,8 @@ class ProductPolicy:
     calibration_level: str = ""
     cold_start: ColdStart | None = None  # P has genuine references only
     style: Bound | None = None  # P has known fakes: the nearer side must be at least this close
-    impostor: Bound | None = None  # photos of the group's other products reach this close to P
+    impostor: Bound | None = None  # photos of the group's other products (level 'category') reach this close to P,
+    # or, with none, the other groups' neighbours reach this deep into their own products' photos (level 'borrowed')
 
 
 @dataclass
@@ -195,10 +200,7 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
             continue
         if policy.impostor is not None and similarity < policy.impostor.value:
             verdicts.status[i] = NO_MATCH
-            shown = apart(similarity, policy.impostor.value)
-            verdicts.reason[i] = (f"nearest reference of {product[i]} {shown[0]}: photos of other {policy.group} products "
-                                  f"reach {shown[1]} ({world.params.category_false_match_rate:.0%} of them), "
-                                  f"so it may show another product of the kind")
+            verdicts.reason[i] = _impostor_reason(product[i], policy, similarity, world.params.category_false_match_rate)
             continue
         if not similarity >= policy.support.value:
             verdicts.status[i] = UNSUPPORTED
@@ -225,6 +227,16 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
             verdicts.level[i] = f"cold start ({policy.cold_start.level})"
         verdicts.flagged[i] = bool(verdicts.score[i] >= verdicts.threshold[i])
     return verdicts
+
+
+def _impostor_reason(product: str, policy: ProductPolicy, similarity: float, rate: float) -> str:
+    shown = apart(similarity, policy.impostor.value)
+    if policy.impostor.level == BORROWED:
+        return (f"nearest reference of {product} {shown[0]}: no other {policy.group} product is catalogued to bound it, "
+                f"and other kinds' neighbouring products reach as deep into their products' photos as {shown[1]} "
+                f"is into its own ({rate:.0%} of them go deeper), so it may show another product of the kind")
+    return (f"nearest reference of {product} {shown[0]}: photos of other {policy.group} products "
+            f"reach {shown[1]} ({rate:.0%} of them), so it may show another product of the kind")
 
 
 @dataclass
@@ -258,10 +270,12 @@ def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.nda
     world = OpenWorld(params, no_match_bound(unmonitored_catalogue_similarity, params.false_match_rate))
     names = np.array(held_back.product, dtype=object)
     groups = np.array(held_back.group, dtype=object)
+    depth = impostor_depth(held_back, params.category_false_match_rate)
     for name, description in sorted(products.items()):
         mine, group = names == name, groups == description["group"]
         pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
-        impostor = _impostor(held_back.impostors.get(name), params.category_false_match_rate)
+        impostor = (_impostor(held_back.impostors.get(name), params.category_false_match_rate)
+                    or _borrowed_impostor(held_back, pools, params.min_photos, depth))
         if description["fakes"]:
             support = _support(held_back, pools, params.min_photos, params.support_alpha)
             calibration, level = _calibration(held_back, pools, params, target_precision, name)
@@ -295,6 +309,35 @@ def _impostor(similarities: np.ndarray | None, rate: float) -> Bound | None:
         return None
     bound = no_match_bound(similarities, rate)
     return Bound(bound.value, "category", bound.photos)
+
+
+def impostor_depth(held_back: HeldBack, rate: float) -> Bound | None:
+    """How deep the group's other products reach into a product's own held-back photos, pooled
+    over every product that has both: each neighbour photo's rank among the product's own
+    photos' similarities (the share of them it is closer than, out of n + 1), and the rank at
+    most `rate` of the neighbour photos reach (conformal). None without such products."""
+    names = np.array(held_back.product, dtype=object)
+    ranks = []
+    for name, similarities in sorted(held_back.impostors.items()):
+        own = np.sort(held_back.product_similarity[names == name])
+        if len(own) and len(similarities):
+            ranks.append(np.searchsorted(own, similarities, side="left") / (len(own) + 1))
+    if not ranks:
+        return None
+    bound = no_match_bound(np.concatenate(ranks), rate)
+    return Bound(min(bound.value, 1.0), BORROWED, bound.photos)
+
+
+def _borrowed_impostor(held_back: HeldBack, pools, min_photos: int, depth: Bound | None) -> Bound | None:
+    """A product no neighbour of its group bounds: its own held-back photos' similarity at the
+    depth the other groups' neighbours reach (the product's photos, else its group's, else all)."""
+    if depth is None:
+        return None
+    for level, members in pools:
+        if members.sum() >= min_photos or level == "global":
+            values = held_back.product_similarity[members]
+            return Bound(float(np.quantile(values, depth.value)), BORROWED, depth.photos) if len(values) else None
+    raise AssertionError("unreachable")
 
 
 def _support(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound:

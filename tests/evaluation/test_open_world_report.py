@@ -106,3 +106,41 @@ def test_folds_keep_a_photograph_group_in_one_part():
     owners = [{keys[i] for i in fold} for fold in folds]
     assert all(a.isdisjoint(b) for j, a in enumerate(owners) for b in owners[j + 1:])
     assert [len(fold) for fold in folds] == [6] * 5  # two photographs each
+
+
+def test_leave_one_product_out_screens_each_product_against_the_others_and_measures_what_the_rest_keep():
+    """Two shoe models and two juice cartons, each left out in turn: its photos are screened
+    against the others of its group, and the others' own photos (cross-fitted) say what the
+    bounds that turn it away cost them."""
+    from knockoff.evaluation.open_world_report import unmonitored_within_category
+
+    rng = np.random.default_rng(5)
+    centers = {"af1": ((1, 0, 0, 0, 0, 0), (1, 0.6, 0, 0, 0, 0)), "aj1": ((1, 0, 0.8, 0, 0, 0), (1, 0.6, 0.8, 0, 0, 0)),
+               "juice": ((0, 0, 0, 1, 0, 0), None), "milk": ((0, 0, 0, 1, 0, 0.3), None)}
+    vectors, records, held, held_vectors = [], [], [], []
+    for name, (genuine, fake) in centers.items():
+        brand = "nike" if fake else "grocery"
+        for side, center in ((GENUINE, genuine), (FAKE, fake)):
+            if center is None:
+                continue
+            vectors.append(_cluster(rng, center, 30))
+            records += [ImageRecord(f"{name}-{side}{i}.jpg", None, name, side, brand) for i in range(30)]
+            held_vectors.append(_cluster(rng, center, 20))
+            held += [ImageRecord(f"h-{name}-{side}{i}.jpg", None, name, side) for i in range(20)]
+    vectors.append(_cluster(rng, FRUIT, 30))
+    records += [ImageRecord(f"o{i}.jpg", None, "orange", UNMONITORED) for i in range(30)]
+    gallery = Gallery.build(np.concatenate(vectors), records, INFO, scorer=ScorerParams(k=5, candidates=20, evidence=2))
+    references = gallery.index.reconstruct_n(0, gallery.index.ntotal)
+    parts = [CrawlPart("crawl", held, np.concatenate(held_vectors), True)]
+    config = IndexConfig(target_precision=0.9, open_world=OpenWorldParams(min_photos=10, min_per_class=5))
+    report = unmonitored_within_category(gallery, references, parts, _cluster(rng, FRUIT, 40, spread=0.3), config,
+                                         frozenset())
+    assert set(report) == {"nike", "grocery"}
+    nike, grocery = report["nike"], report["grocery"]
+    assert nike["products"] == 2 and nike["photos"] == 80 and sum(nike["status"].values()) == 80
+    assert nike["kept"]["photos"] == 80 and sum(nike["kept"]["status"].values()) == 80 and nike["kept"]["fakes"] == 40
+    assert grocery["photos"] == 40 and grocery["kept"]["photos"] == 40 and grocery["kept"]["fakes"] == 0
+    # a carton left out leaves the other alone in its kind: the bound it borrows from the shoes
+    # turns the left-out one away (without it, 40 of 40 were judged and 38 flagged)
+    assert grocery["judged_rate"] <= 0.1 and grocery["flagged_rate"] == 0.0 and nike["flagged_rate"] == 0.0
+    assert nike["kept"]["judged_rate"] > 0.5 and grocery["kept"]["judged_rate"] > 0.5  # the products that remain are still judged

@@ -8,6 +8,7 @@ from knockoff.runtime.embedding import ModelInfo
 from knockoff.scoring import ScorerParams
 from knockoff.scoring.calibration import fit_calibration
 from knockoff.scoring.open_world import (
+    BORROWED,
     NO_MATCH,
     SCORED,
     UNSUPPORTED,
@@ -17,6 +18,7 @@ from knockoff.scoring.open_world import (
     conformal_lower_bound,
     decide,
     fit_open_world,
+    impostor_depth,
     no_match_bound,
 )
 
@@ -223,6 +225,43 @@ def test_a_photo_no_closer_to_a_product_than_its_groups_other_products_is_no_mat
     verdicts = decide(world, ["bag", "bag"], np.array([0.25, 0.5]), np.array([-1.0, -1.0]), np.array([0.25, 0.5]),
                       np.array([0.0, 0.0]), np.array([0.25, 0.5]), np.array([0.25, 0.5]))
     assert verdicts.status == [NO_MATCH, SCORED] and "other b products reach" in verdicts.reason[0]
+
+
+def _lone_hat_held_back(impostors: dict[str, np.ndarray]) -> HeldBack:
+    """40 held-back bags (group b) at similarities 0.50..0.89 to their references, 40 hats
+    (group h, the only product of its kind) at 0.60..0.99."""
+    own = np.concatenate([np.linspace(0.5, 0.89, 40), np.linspace(0.6, 0.99, 40)])
+    return HeldBack(["bag"] * 40 + ["hat"] * 40, ["b"] * 40 + ["h"] * 40, np.array([True, False] * 40), own,
+                    np.array([0.02, -0.02] * 40), own, np.full(80, 0.95), np.full(80, -1.0), nearest_fake=own,
+                    impostors=impostors)
+
+
+def test_a_product_alone_in_its_group_borrows_its_impostor_bound_by_rank_from_other_groups():
+    """No other hat is catalogued, yet an unmonitored hat most resembles the hats: the bound is
+    set as deep into the hats' own photos as the bags' neighbours reach into the bags' photos."""
+    # 98 neighbour photos below every bag, 2 closer than 20 of the 40 bags: rank 20 / 41 at 2%
+    neighbours = np.concatenate([np.full(98, 0.4), np.full(2, 0.7)])
+    held = _lone_hat_held_back({"bag": neighbours})
+    depth = impostor_depth(held, 0.02)
+    assert depth.value == pytest.approx(20 / 41) and depth.photos == 100
+    described = {"bag": {"group": "b", "fakes": True}, "hat": {"group": "h", "fakes": True}}
+    world = fit_open_world(held, np.array([-0.5, -0.4]), described, OpenWorldParams(min_photos=30), 0.9)
+    assert world.products["bag"].impostor.level == "category"
+    hat = world.products["hat"].impostor
+    assert hat.level == BORROWED and hat.value == pytest.approx(np.quantile(np.linspace(0.6, 0.99, 40), 20 / 41))
+    assert 0.78 < hat.value < 0.80
+    verdicts = decide(world, ["hat", "hat"], np.array([0.75, 0.9]), np.array([-1.0, -1.0]), np.array([0.75, 0.9]),
+                      np.array([0.0, 0.0]), np.array([0.75, 0.9]), np.array([0.75, 0.9]))
+    assert verdicts.status == [NO_MATCH, SCORED] and "no other h product is catalogued" in verdicts.reason[0]
+    assert OpenWorld.from_dict(world.to_dict()) == world
+
+
+def test_without_neighbours_anywhere_no_impostor_bound_is_made_up():
+    held = _lone_hat_held_back({})
+    assert impostor_depth(held, 0.02) is None
+    described = {"bag": {"group": "b", "fakes": True}, "hat": {"group": "h", "fakes": True}}
+    world = fit_open_world(held, np.array([-0.5, -0.4]), described, OpenWorldParams(min_photos=30), 0.9)
+    assert world.products["hat"].impostor is None and world.products["bag"].impostor is None
 
 
 def test_a_reason_never_prints_two_unequal_numbers_alike():
