@@ -230,6 +230,9 @@ def summarize(verdicts: list[dict]) -> dict:
         if fakes and len(fakes) < len(mine):
             is_fake = np.array([v["fake"] for v in mine])
             entry["roc_auc_raw"] = roc_auc(is_fake, np.array([v["raw"] for v in mine]))
+            scored = [v for v in mine if v["status"] == SCORED]
+            if 0 < sum(v["fake"] for v in scored) < len(scored):  # what a verdict is given on
+                entry["roc_auc_scored"] = roc_auc(np.array([v["fake"] for v in scored]), np.array([v["raw"] for v in scored]))
             entry["fakes_flagged"] = _share(sum(v["flagged"] for v in fakes), len(fakes))
             entry["genuine_flagged"] = _share(sum(v["flagged"] for v in mine if not v["fake"]), len(mine) - len(fakes))
             entry["flag_precision"] = _share(sum(v["flagged"] and v["fake"] for v in mine), entry["flagged"])

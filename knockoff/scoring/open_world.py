@@ -12,10 +12,12 @@ products it does. So each photo gets a `status` before any score is believed:
   group (another sneaker model, another package of the brand) are, but for
   `category_false_match_rate` of them: held-back photos of the group's other products set
   that bound (`impostor`), since a product nobody monitors most resembles its monitored
-  neighbours, not fruit. A product with no such neighbour (the one product of its kind the
-  catalogue holds) still has unmonitored ones, so it borrows the bound by rank: as deep into
-  its own held-back photos' similarities as the other groups' neighbours reach into their
-  products' photos, but for the same rate (`impostor_depth`).
+  neighbours, not fruit. The one product of its kind the catalogue holds has no such photos,
+  yet unmonitored neighbours all the same: it borrows the bound by rank, as deep into P's own
+  held-back photos' similarities as the neighbours of the other groups reach into their
+  products' photos, but for the same rate (`impostor_depth`). A bound set on fewer than
+  `category_min_products` neighbour products is made no looser than that borrowed one (1 by
+  default: only a product alone borrows; 5 was measured, README).
 - `unsupported`: a catalogued product P with known fakes, but no reference close enough to
   judge it: its nearest reference of P is farther than P's own held-back photos are but for
   `support_alpha` of them (a conformal lower bound), or it is within that bound but below the
@@ -63,6 +65,7 @@ class OpenWorldParams:
     min_photos: int = 30  # held-back photos for a product-level bound or cold-start calibration
     min_per_class: int = 15  # held-back fakes and genuine photos for a product-level Platt fit
     category_false_match_rate: float = 0.02  # photos of a group's other products allowed past a product's impostor bound
+    category_min_products: int = 1  # neighbour products a group's own impostor bound must rest on to stand alone
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class ProductPolicy:
     cold_start: ColdStart | None = None  # P has genuine references only
     style: Bound | None = None  # P has known fakes: the nearer side must be at least this close
     impostor: Bound | None = None  # photos of the group's other products (level 'category') reach this close to P,
-    # or, with none, the other groups' neighbours reach this deep into their own products' photos (level 'borrowed')
+    # or, where they are too few products, the stricter of that and how deep the neighbours of
+    # well-covered groups reach into their own products' photos (level 'borrowed')
 
 
 @dataclass
@@ -200,7 +204,7 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
             continue
         if policy.impostor is not None and similarity < policy.impostor.value:
             verdicts.status[i] = NO_MATCH
-            verdicts.reason[i] = _impostor_reason(product[i], policy, similarity, world.params.category_false_match_rate)
+            verdicts.reason[i] = _impostor_reason(product[i], policy, similarity, world.params)
             continue
         if not similarity >= policy.support.value:
             verdicts.status[i] = UNSUPPORTED
@@ -229,12 +233,14 @@ def decide(world: OpenWorld, product: list[str | None], nearest_catalogue: np.nd
     return verdicts
 
 
-def _impostor_reason(product: str, policy: ProductPolicy, similarity: float, rate: float) -> str:
+def _impostor_reason(product: str, policy: ProductPolicy, similarity: float, params: OpenWorldParams) -> str:
     shown = apart(similarity, policy.impostor.value)
+    rate = params.category_false_match_rate
     if policy.impostor.level == BORROWED:
-        return (f"nearest reference of {product} {shown[0]}: no other {policy.group} product is catalogued to bound it, "
-                f"and other kinds' neighbouring products reach as deep into their products' photos as {shown[1]} "
-                f"is into its own ({rate:.0%} of them go deeper), so it may show another product of the kind")
+        return (f"nearest reference of {product} {shown[0]}, below {shown[1]}: too few other {policy.group} products "
+                f"are catalogued to set its bound (it takes {params.category_min_products}), so it is borrowed from other "
+                f"kinds (as deep into its held-back photos as {rate:.0%} of their neighbours reach into theirs): "
+                f"it may show another product of the kind")
     return (f"nearest reference of {product} {shown[0]}: photos of other {policy.group} products "
             f"reach {shown[1]} ({rate:.0%} of them), so it may show another product of the kind")
 
@@ -270,12 +276,11 @@ def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.nda
     world = OpenWorld(params, no_match_bound(unmonitored_catalogue_similarity, params.false_match_rate))
     names = np.array(held_back.product, dtype=object)
     groups = np.array(held_back.group, dtype=object)
-    depth = impostor_depth(held_back, params.category_false_match_rate)
+    depth = impostor_depth(held_back, params.category_false_match_rate, params.category_min_products)
     for name, description in sorted(products.items()):
         mine, group = names == name, groups == description["group"]
         pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
-        impostor = (_impostor(held_back.impostors.get(name), params.category_false_match_rate)
-                    or _borrowed_impostor(held_back, pools, params.min_photos, depth))
+        impostor = _impostor_bound(held_back, name, description["group"], pools, params, depth)
         if description["fakes"]:
             support = _support(held_back, pools, params.min_photos, params.support_alpha)
             calibration, level = _calibration(held_back, pools, params, target_precision, name)
@@ -303,6 +308,23 @@ def _style(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound |
     raise AssertionError("unreachable")
 
 
+def _impostor_bound(held_back: HeldBack, name: str, group: str, pools, params: OpenWorldParams,
+                    depth: Bound | None) -> Bound | None:
+    """P's own group's bound where enough neighbour products set it; else the stricter of it
+    and the borrowed one (a single other sneaker model is not every sneaker nobody monitors)."""
+    own = _impostor(held_back.impostors.get(name), params.category_false_match_rate)
+    if own is not None and neighbour_products(held_back, name, group) >= params.category_min_products:
+        return own
+    found = [b for b in (own, _borrowed_impostor(held_back, pools, params.min_photos, depth)) if b is not None]
+    return max(found, key=lambda bound: bound.value) if found else None
+
+
+def neighbour_products(held_back: HeldBack, name: str, group: str) -> int:
+    """How many other products of P's group have held-back photos (what P's own bound rests on)."""
+    names = np.array(held_back.product, dtype=object)
+    return len(set(names[(np.array(held_back.group, dtype=object) == group) & (names != name)]))
+
+
 def _impostor(similarities: np.ndarray | None, rate: float) -> Bound | None:
     """The similarity to P that at most `rate` of the group's other products' photos reach."""
     if similarities is None or len(similarities) == 0:
@@ -311,16 +333,18 @@ def _impostor(similarities: np.ndarray | None, rate: float) -> Bound | None:
     return Bound(bound.value, "category", bound.photos)
 
 
-def impostor_depth(held_back: HeldBack, rate: float) -> Bound | None:
+def impostor_depth(held_back: HeldBack, rate: float, min_products: int) -> Bound | None:
     """How deep the group's other products reach into a product's own held-back photos, pooled
-    over every product that has both: each neighbour photo's rank among the product's own
-    photos' similarities (the share of them it is closer than, out of n + 1), and the rank at
-    most `rate` of the neighbour photos reach (conformal). None without such products."""
+    over every product of a well-covered group (at least `min_products` neighbour products with
+    held-back photos) that has photos of its own: each neighbour photo's rank among the
+    product's own photos' similarities (the share of them it is closer than, out of n + 1), and
+    the rank at most `rate` of the neighbour photos reach (conformal). None without such products."""
     names = np.array(held_back.product, dtype=object)
     ranks = []
     for name, similarities in sorted(held_back.impostors.items()):
-        own = np.sort(held_back.product_similarity[names == name])
-        if len(own) and len(similarities):
+        mine = names == name
+        own = np.sort(held_back.product_similarity[mine])
+        if len(own) and len(similarities) and neighbour_products(held_back, name, held_back.group[int(np.argmax(mine))]) >= min_products:
             ranks.append(np.searchsorted(own, similarities, side="left") / (len(own) + 1))
     if not ranks:
         return None
@@ -329,8 +353,9 @@ def impostor_depth(held_back: HeldBack, rate: float) -> Bound | None:
 
 
 def _borrowed_impostor(held_back: HeldBack, pools, min_photos: int, depth: Bound | None) -> Bound | None:
-    """A product no neighbour of its group bounds: its own held-back photos' similarity at the
-    depth the other groups' neighbours reach (the product's photos, else its group's, else all)."""
+    """A product too few neighbours of its group bound: its own held-back photos' similarity at
+    the depth the well-covered groups' neighbours reach (the product's photos, else its group's,
+    else all)."""
     if depth is None:
         return None
     for level, members in pools:

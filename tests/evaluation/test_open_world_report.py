@@ -24,6 +24,9 @@ def test_summary_counts_flags_precision_and_rates_per_group():
     shoes = report["groups"]["shoes"]
     assert shoes["fakes_flagged"] == 1.0 and shoes["genuine_flagged"] == pytest.approx(1 / 11)
     assert shoes["roc_auc_raw"] == 1.0 and shoes["product_top1"] == pytest.approx(0.5)
+    assert shoes["roc_auc_scored"] == 1.0
+    unscored = [dict(v, status="no_match") if v["raw"] == 1.0 else v for v in verdicts]  # the fakes go unjudged
+    assert "roc_auc_scored" not in summarize(unscored)["groups"]["shoes"]
     assert report["groups"]["unmonitored"] == {"photos": 20, "status": {"no_match": 20}, "flagged": 0,
                                                "flagged_rate": 0.0, "no_match_rate": 1.0}
     assert report["products"] == {"shoe": {"photos": 20, "scored": 20, "flagged": 10, "flag_precision": pytest.approx(0.9)}}

@@ -227,41 +227,76 @@ def test_a_photo_no_closer_to_a_product_than_its_groups_other_products_is_no_mat
     assert verdicts.status == [NO_MATCH, SCORED] and "other b products reach" in verdicts.reason[0]
 
 
-def _lone_hat_held_back(impostors: dict[str, np.ndarray]) -> HeldBack:
-    """40 held-back bags (group b) at similarities 0.50..0.89 to their references, 40 hats
-    (group h, the only product of its kind) at 0.60..0.99."""
-    own = np.concatenate([np.linspace(0.5, 0.89, 40), np.linspace(0.6, 0.99, 40)])
-    return HeldBack(["bag"] * 40 + ["hat"] * 40, ["b"] * 40 + ["h"] * 40, np.array([True, False] * 40), own,
-                    np.array([0.02, -0.02] * 40), own, np.full(80, 0.95), np.full(80, -1.0), nearest_fake=own,
-                    impostors=impostors)
+def _held_back_with_hats(impostors: dict[str, np.ndarray], bag_neighbours: int = 5) -> HeldBack:
+    """40 held-back bags (group b) at similarities 0.50..0.89 to their references, beside
+    `bag_neighbours` other products of group b (10 photos each), and 40 hats (group h, the only
+    product of its kind) at 0.60..0.99."""
+    others = [f"purse{i}" for i in range(bag_neighbours) for _ in range(10)]
+    own = np.concatenate([np.linspace(0.5, 0.89, 40), np.full(len(others), 0.9), np.linspace(0.6, 0.99, 40)])
+    n = len(own)
+    return HeldBack(["bag"] * 40 + others + ["hat"] * 40, ["b"] * (40 + len(others)) + ["h"] * 40,
+                    np.array([True, False] * (n // 2)), own, np.array([0.02, -0.02] * (n // 2)), own, np.full(n, 0.95),
+                    np.full(n, -1.0), nearest_fake=own, impostors=impostors)
+
+
+DESCRIBED = {"bag": {"group": "b", "fakes": True}, "hat": {"group": "h", "fakes": True}}
+# 98 neighbour photos below every bag, 2 closer than 20 of the 40 bags: rank 20 / 41 at 2%
+BAG_NEIGHBOURS = np.concatenate([np.full(98, 0.4), np.full(2, 0.7)])
+HAT_DEPTH = np.quantile(np.linspace(0.6, 0.99, 40), 20 / 41)
 
 
 def test_a_product_alone_in_its_group_borrows_its_impostor_bound_by_rank_from_other_groups():
     """No other hat is catalogued, yet an unmonitored hat most resembles the hats: the bound is
     set as deep into the hats' own photos as the bags' neighbours reach into the bags' photos."""
-    # 98 neighbour photos below every bag, 2 closer than 20 of the 40 bags: rank 20 / 41 at 2%
-    neighbours = np.concatenate([np.full(98, 0.4), np.full(2, 0.7)])
-    held = _lone_hat_held_back({"bag": neighbours})
-    depth = impostor_depth(held, 0.02)
+    held = _held_back_with_hats({"bag": BAG_NEIGHBOURS})
+    depth = impostor_depth(held, 0.02, min_products=5)
     assert depth.value == pytest.approx(20 / 41) and depth.photos == 100
-    described = {"bag": {"group": "b", "fakes": True}, "hat": {"group": "h", "fakes": True}}
-    world = fit_open_world(held, np.array([-0.5, -0.4]), described, OpenWorldParams(min_photos=30), 0.9)
+    world = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, OpenWorldParams(min_photos=30), 0.9)
     assert world.products["bag"].impostor.level == "category"
     hat = world.products["hat"].impostor
-    assert hat.level == BORROWED and hat.value == pytest.approx(np.quantile(np.linspace(0.6, 0.99, 40), 20 / 41))
-    assert 0.78 < hat.value < 0.80
+    assert hat.level == BORROWED and hat.value == pytest.approx(HAT_DEPTH) and 0.78 < hat.value < 0.80
     verdicts = decide(world, ["hat", "hat"], np.array([0.75, 0.9]), np.array([-1.0, -1.0]), np.array([0.75, 0.9]),
                       np.array([0.0, 0.0]), np.array([0.75, 0.9]), np.array([0.75, 0.9]))
-    assert verdicts.status == [NO_MATCH, SCORED] and "no other h product is catalogued" in verdicts.reason[0]
+    assert verdicts.status == [NO_MATCH, SCORED] and "too few other h products are catalogued" in verdicts.reason[0]
     assert OpenWorld.from_dict(world.to_dict()) == world
 
 
-def test_without_neighbours_anywhere_no_impostor_bound_is_made_up():
-    held = _lone_hat_held_back({})
-    assert impostor_depth(held, 0.02) is None
-    described = {"bag": {"group": "b", "fakes": True}, "hat": {"group": "h", "fakes": True}}
-    world = fit_open_world(held, np.array([-0.5, -0.4]), described, OpenWorldParams(min_photos=30), 0.9)
-    assert world.products["hat"].impostor is None and world.products["bag"].impostor is None
+def test_a_bound_set_on_too_few_neighbour_products_is_made_no_looser_than_the_borrowed_one():
+    """One other hat (a cap) bounds the hats loosely: the cap is not every hat nobody monitors,
+    where the params ask for five neighbour products."""
+    caps_far, caps_near = np.full(50, 0.3), np.full(50, 0.95)
+    held = _held_back_with_hats({"bag": BAG_NEIGHBOURS, "hat": caps_far})
+    held.product[-10:], held.group[-10:] = ["cap"] * 10, ["h"] * 10  # the last ten hat photos show caps
+    params = OpenWorldParams(min_photos=30, category_min_products=5)
+    assert impostor_depth(held, 0.02, min_products=5).value == pytest.approx(20 / 41)  # the hats' one neighbour adds nothing
+    loose = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, params, 0.9).products["hat"].impostor
+    hats = np.linspace(0.6, 0.99, 40)[:30]
+    assert loose.level == BORROWED and loose.value == pytest.approx(np.quantile(hats, 20 / 41))
+    held.impostors["hat"] = caps_near  # the cap's own bound, stricter than the borrowed one, stands
+    strict = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, params, 0.9).products["hat"].impostor
+    assert strict.level == "category" and strict.value == pytest.approx(0.95)
+    alone = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, OpenWorldParams(min_photos=30), 0.9)
+    assert alone.products["hat"].impostor.level == "category"  # the shipped default: one neighbour product is enough
+    held.impostors["hat"] = caps_far
+    alone = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, OpenWorldParams(min_photos=30), 0.9)
+    assert alone.products["hat"].impostor.level == "category" and alone.products["hat"].impostor.value < 0.31
+
+
+def test_a_product_without_held_back_photos_keeps_the_bound_its_well_covered_group_sets():
+    held = _held_back_with_hats({"bag": BAG_NEIGHBOURS, "wallet": np.full(100, 0.3)})
+    described = {**DESCRIBED, "wallet": {"group": "b", "fakes": True}}  # catalogued, no held-back photo
+    params = OpenWorldParams(min_photos=30, category_min_products=5)
+    world = fit_open_world(held, np.array([-0.5, -0.4]), described, params, 0.9)
+    assert world.products["wallet"].impostor.level == "category"  # six neighbour products: bag and five purses
+
+
+def test_bags_with_too_few_neighbour_products_lend_no_depth_and_no_bound_is_made_up():
+    held = _held_back_with_hats({"bag": BAG_NEIGHBOURS}, bag_neighbours=4)
+    assert impostor_depth(held, 0.02, min_products=5) is None
+    world = fit_open_world(held, np.array([-0.5, -0.4]), DESCRIBED, OpenWorldParams(min_photos=30, category_min_products=5), 0.9)
+    assert world.products["hat"].impostor is None and world.products["bag"].impostor.level == "category"
+    held = _held_back_with_hats({})
+    assert impostor_depth(held, 0.02, min_products=5) is None
 
 
 def test_a_reason_never_prints_two_unequal_numbers_alike():
