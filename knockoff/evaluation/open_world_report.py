@@ -173,9 +173,7 @@ def unmonitored_unlike_background(gallery: Gallery, references: np.ndarray, part
     records = [r for p in others for r in p.records]
     vectors = np.concatenate([p.vectors for p in others])
     world = fit_world(without, references[keep], vectors, records, unmonitored_held_back, config)
-    matches = match(without, left_out.vectors, with_evidence=False)
-    decided = decide(world, matches.product, matches.nearest_catalogue, matches.nearest_background,
-                     matches.product_similarity, matches.raw, matches.genuine_similarity, matches.fake_similarity)
+    decided = _decide(world, without, left_out.vectors)
     count = len(left_out.records)
     return {"photos": count, "catalogue": without.catalogue_products, "status": dict(Counter(decided.status)),
             "flagged_rate": _share(int(decided.flagged.sum()), count),

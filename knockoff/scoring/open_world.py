@@ -276,11 +276,13 @@ def fit_open_world(held_back: HeldBack, unmonitored_catalogue_similarity: np.nda
     world = OpenWorld(params, no_match_bound(unmonitored_catalogue_similarity, params.false_match_rate))
     names = np.array(held_back.product, dtype=object)
     groups = np.array(held_back.group, dtype=object)
+    members = group_members(held_back)
     depth = impostor_depth(held_back, params.category_false_match_rate, params.category_min_products)
     for name, description in sorted(products.items()):
         mine, group = names == name, groups == description["group"]
         pools = [("product", mine), ("group", group), ("global", np.ones(len(names), dtype=bool))]
-        impostor = _impostor_bound(held_back, name, description["group"], pools, params, depth)
+        neighbours = len(members.get(description["group"], set()) - {name})
+        impostor = _impostor_bound(held_back, name, neighbours, pools, params, depth)
         if description["fakes"]:
             support = _support(held_back, pools, params.min_photos, params.support_alpha)
             calibration, level = _calibration(held_back, pools, params, target_precision, name)
@@ -302,27 +304,27 @@ def _style(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound |
     if held_back.nearest_fake is None:
         return None
     nearer = np.fmin(held_back.nearest_genuine, held_back.nearest_fake)
-    for level, members in pools:
-        if members.sum() >= min_photos or level == "global":
-            return Bound(conformal_lower_bound(nearer[members], alpha), level, int(members.sum()))
-    raise AssertionError("unreachable")
+    level, members = _narrowest(pools, min_photos)
+    return Bound(conformal_lower_bound(nearer[members], alpha), level, int(members.sum()))
 
 
-def _impostor_bound(held_back: HeldBack, name: str, group: str, pools, params: OpenWorldParams,
+def _impostor_bound(held_back: HeldBack, name: str, neighbours: int, pools, params: OpenWorldParams,
                     depth: Bound | None) -> Bound | None:
-    """P's own group's bound where enough neighbour products set it; else the stricter of it
-    and the borrowed one (a single other sneaker model is not every sneaker nobody monitors)."""
+    """P's own group's bound where enough neighbour products (`neighbours`: the group's other
+    products with held-back photos) set it; else the stricter of it and the borrowed one."""
     own = _impostor(held_back.impostors.get(name), params.category_false_match_rate)
-    if own is not None and neighbour_products(held_back, name, group) >= params.category_min_products:
+    if own is not None and neighbours >= params.category_min_products:
         return own
     found = [b for b in (own, _borrowed_impostor(held_back, pools, params.min_photos, depth)) if b is not None]
     return max(found, key=lambda bound: bound.value) if found else None
 
 
-def neighbour_products(held_back: HeldBack, name: str, group: str) -> int:
-    """How many other products of P's group have held-back photos (what P's own bound rests on)."""
-    names = np.array(held_back.product, dtype=object)
-    return len(set(names[(np.array(held_back.group, dtype=object) == group) & (names != name)]))
+def group_members(held_back: HeldBack) -> dict[str, set[str]]:
+    """Per group, the products with held-back photos (what a product's own impostor bound rests on)."""
+    members: dict[str, set[str]] = {}
+    for product, group in zip(held_back.product, held_back.group):
+        members.setdefault(group, set()).add(product)
+    return members
 
 
 def _impostor(similarities: np.ndarray | None, rate: float) -> Bound | None:
@@ -340,11 +342,11 @@ def impostor_depth(held_back: HeldBack, rate: float, min_products: int) -> Bound
     product's own photos' similarities (the share of them it is closer than, out of n + 1), and
     the rank at most `rate` of the neighbour photos reach (conformal). None without such products."""
     names = np.array(held_back.product, dtype=object)
+    members, group_of = group_members(held_back), dict(zip(held_back.product, held_back.group))
     ranks = []
     for name, similarities in sorted(held_back.impostors.items()):
-        mine = names == name
-        own = np.sort(held_back.product_similarity[mine])
-        if len(own) and len(similarities) and neighbour_products(held_back, name, held_back.group[int(np.argmax(mine))]) >= min_products:
+        own = np.sort(held_back.product_similarity[names == name])
+        if len(own) and len(similarities) and len(members[group_of[name]] - {name}) >= min_products:
             ranks.append(np.searchsorted(own, similarities, side="left") / (len(own) + 1))
     if not ranks:
         return None
@@ -358,18 +360,20 @@ def _borrowed_impostor(held_back: HeldBack, pools, min_photos: int, depth: Bound
     else all)."""
     if depth is None:
         return None
-    for level, members in pools:
-        if members.sum() >= min_photos or level == "global":
-            values = held_back.product_similarity[members]
-            return Bound(float(np.quantile(values, depth.value)), BORROWED, depth.photos) if len(values) else None
-    raise AssertionError("unreachable")
+    values = held_back.product_similarity[_narrowest(pools, min_photos)[1]]
+    return Bound(float(np.quantile(values, depth.value)), BORROWED, depth.photos) if len(values) else None
 
 
 def _support(held_back: HeldBack, pools, min_photos: int, alpha: float) -> Bound:
+    level, members = _narrowest(pools, min_photos)
+    return Bound(conformal_lower_bound(held_back.product_similarity[members], alpha), level, int(members.sum()))
+
+
+def _narrowest(pools, min_photos: int) -> tuple[str, np.ndarray]:
+    """The narrowest pool (product, group, global) with at least `min_photos` held-back photos; global regardless."""
     for level, members in pools:
         if members.sum() >= min_photos or level == "global":
-            values = held_back.product_similarity[members]
-            return Bound(conformal_lower_bound(values, alpha), level, int(members.sum()))
+            return level, members
     raise AssertionError("unreachable")
 
 
